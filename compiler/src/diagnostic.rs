@@ -1,0 +1,183 @@
+//! A diagnostic is a code, a severity, a message and labels on exact spans; this module also
+//! renders them (miette for people, JSON for programs).
+
+use std::fmt;
+
+use miette::{LabeledSpan, NamedSource};
+use serde::Serialize;
+
+use crate::codes::Code;
+use crate::source::{SourceFile, Span};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label {
+    pub span: Span,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub code: Code,
+    pub severity: Severity,
+    pub message: String,
+    /// The label on the exact place the problem is.
+    pub primary: Label,
+    /// Other places involved ("first defined here").
+    pub secondary: Vec<Label>,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(code: Code, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+        Self {
+            code,
+            severity: Severity::Error,
+            message: message.into(),
+            primary: Label { span, text: label.into() },
+            secondary: Vec::new(),
+            help: None,
+        }
+    }
+
+    pub fn warning(code: Code, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+        Self { severity: Severity::Warning, ..Self::error(code, message, span, label) }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_label(mut self, span: Span, text: impl Into<String>) -> Self {
+        self.secondary.push(Label { span, text: text.into() });
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// Diagnostics collected over one run, for one file.
+#[derive(Clone, Debug, Default)]
+pub struct Diagnostics(Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+    pub fn extend(&mut self, ds: impl IntoIterator<Item = Diagnostic>) {
+        self.0.extend(ds);
+    }
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(Diagnostic::is_error)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
+        self.0.iter()
+    }
+    /// In file order (then by code), so reports read top to bottom and are deterministic.
+    pub fn into_sorted(mut self) -> Vec<Diagnostic> {
+        self.0.sort_by(|a, b| {
+            (a.primary.span.offset(), a.code, &a.message).cmp(&(b.primary.span.offset(), b.code, &b.message))
+        });
+        self.0.dedup();
+        self.0
+    }
+}
+
+/// A diagnostic as programs read it (`--format json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct JsonDiagnostic {
+    pub code: Code,
+    pub severity: Severity,
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub label: String,
+    pub help: Option<String>,
+}
+
+impl JsonDiagnostic {
+    pub fn new(file: &SourceFile, d: &Diagnostic) -> Self {
+        let (line, column) = file.line_col(d.primary.span.offset());
+        Self {
+            code: d.code,
+            severity: d.severity,
+            file: file.name.clone(),
+            line,
+            column,
+            message: d.message.clone(),
+            label: d.primary.text.clone(),
+            help: d.help.clone(),
+        }
+    }
+}
+
+/// A diagnostic tied to its file, so miette can draw it.
+#[derive(Debug)]
+pub struct Located {
+    diagnostic: Diagnostic,
+    source: NamedSource<String>,
+}
+
+impl Located {
+    pub fn new(file: &SourceFile, diagnostic: Diagnostic) -> Self {
+        Self { diagnostic, source: NamedSource::new(&file.name, file.text.to_string()) }
+    }
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.diagnostic.message)
+    }
+}
+
+impl std::error::Error for Located {}
+
+impl miette::Diagnostic for Located {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.diagnostic.code))
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.diagnostic.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.diagnostic.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.source)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let d = &self.diagnostic;
+        let primary = LabeledSpan::new_primary_with_span(Some(d.primary.text.clone()), d.primary.span);
+        let rest = d.secondary.iter().map(|l| LabeledSpan::new_with_span(Some(l.text.clone()), l.span));
+        Some(Box::new(std::iter::once(primary).chain(rest)))
+    }
+}
+
+/// Renders diagnostics as text without colours at a fixed width: what tests and snapshots see.
+pub fn render_plain(file: &SourceFile, diagnostics: &[Diagnostic]) -> String {
+    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .with_width(100);
+    let mut out = String::new();
+    for d in diagnostics {
+        let located = Located::new(file, d.clone());
+        // Writing into a String cannot fail.
+        let _ = handler.render_report(&mut out, &located);
+    }
+    out
+}

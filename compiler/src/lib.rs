@@ -1,0 +1,9 @@
+pub mod codes;
+pub mod diagnostic;
+pub mod grammar;
+pub mod source;
+pub mod syntax;
+pub mod lower;
+pub mod model;
+pub mod shape;
+pub mod values;

@@ -1,0 +1,73 @@
+//! KDL v2 front end: `kdl` parses, we copy its tree (with spans) into the raw document.
+
+use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
+
+use super::{RawDoc, RawNode, RawProp, RawValue, Scalar};
+use crate::codes::Code;
+use crate::diagnostic::Diagnostic;
+use crate::source::Span;
+
+pub fn parse(text: &str) -> Result<RawDoc, Vec<Diagnostic>> {
+    match KdlDocument::parse(text) {
+        Ok(doc) => Ok(RawDoc { nodes: doc.nodes().iter().map(node).collect() }),
+        Err(err) => Err(err
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let message = d.message.clone().unwrap_or_else(|| "invalid KDL".to_string());
+                let label = d.label.clone().unwrap_or_else(|| "here".to_string());
+                let diag = Diagnostic::error(Code::Syntax, message, d.span, label);
+                match &d.help {
+                    Some(h) => diag.with_help(h.clone()),
+                    None => diag,
+                }
+            })
+            .collect()),
+    }
+}
+
+fn node(n: &KdlNode) -> RawNode {
+    let mut args = Vec::new();
+    let mut props = Vec::new();
+    for entry in n.entries() {
+        match entry.name() {
+            None => args.push(RawValue { value: scalar(entry.value()), span: entry.span() }),
+            Some(key) => props.push(RawProp {
+                key: key.value().to_string(),
+                key_span: key.span(),
+                value: RawValue { value: scalar(entry.value()), span: value_span(entry) },
+            }),
+        }
+    }
+    RawNode {
+        name: n.name().value().to_string(),
+        name_span: n.name().span(),
+        span: n.span(),
+        args,
+        props,
+        children: n.children().map(|c| c.nodes().iter().map(node).collect()).unwrap_or_default(),
+    }
+}
+
+/// A property's entry span covers `key=value`; diagnostics about the value point at the value
+/// alone, which is the tail of the entry as written.
+fn value_span(entry: &KdlEntry) -> Span {
+    let whole = entry.span();
+    match entry.format() {
+        Some(f) if !f.value_repr.is_empty() && f.value_repr.len() <= whole.len() => {
+            let len = f.value_repr.len();
+            crate::source::at(whole.offset() + whole.len() - len, len)
+        }
+        _ => whole,
+    }
+}
+
+fn scalar(v: &KdlValue) -> Scalar {
+    match v {
+        KdlValue::String(s) => Scalar::String(s.clone()),
+        KdlValue::Integer(i) => Scalar::Integer(*i),
+        KdlValue::Float(f) => Scalar::Float(*f),
+        KdlValue::Bool(b) => Scalar::Bool(*b),
+        KdlValue::Null => Scalar::Null,
+    }
+}
