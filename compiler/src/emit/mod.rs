@@ -1,0 +1,6 @@
+//! Emitters: each turns the resolved network into one kind of artifact for one controller.
+
+pub mod nftables;
+pub mod openvpn;
+pub mod routes;
+pub mod vns3;

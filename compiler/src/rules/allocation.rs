@@ -1,0 +1,9 @@
+//! `alloc::outside-overlay`, `alloc::collision`, `alloc::overlay-too-small`: found while
+//! allocating (see `crate::alloc`), reported here.
+
+use super::Context;
+use crate::diagnostic::Diagnostics;
+
+pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
+    out.extend(ctx.allocation.problems.iter().cloned());
+}

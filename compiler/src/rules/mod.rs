@@ -1,0 +1,39 @@
+//! Validation rules: one module per concern, each with the codes it emits. Every rule sees the
+//! whole model and reports everything it finds; none stops another from running.
+
+pub mod allocation;
+pub mod engines;
+pub mod expects;
+pub mod license;
+pub mod names;
+pub mod networks;
+pub mod peering;
+pub mod references;
+
+use crate::alloc::{self, Allocation};
+use crate::diagnostic::Diagnostics;
+use crate::model::Topology;
+use crate::peering::Mesh;
+
+/// What the rules share, computed once.
+pub struct Context<'a> {
+    pub topology: &'a Topology,
+    pub allocation: Allocation,
+    pub mesh: Mesh,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(topology: &'a Topology) -> Self {
+        Self { topology, allocation: alloc::allocate(topology), mesh: Mesh::new(topology) }
+    }
+}
+
+pub fn check_all(ctx: &Context<'_>, out: &mut Diagnostics) {
+    names::check(ctx, out);
+    license::check(ctx, out);
+    allocation::check(ctx, out);
+    networks::check(ctx, out);
+    engines::check(ctx, out);
+    peering::check(ctx, out);
+    references::check(ctx, out);
+}
