@@ -242,12 +242,15 @@ pub static EXPECT: NodeSpec = NodeSpec {
 pub static TOP: &[&NodeSpec] =
     &[&TOPOLOGY, &OVERLAY, &LICENSE, &CONTROLLER, &PEERING, &CLIENT, &CLIENTS, &FWSET, &FIREWALL, &EXPECT];
 
-/// The closest candidate to a misspelt word, if any is close enough to be a likely typo.
+/// The closest candidate to a misspelt word, if any is close enough to be a likely typo: at
+/// most a third of its letters edited (at least one), or a high Jaro-Winkler similarity.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let budget = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+        .filter(|c| *c != word)
+        .map(|c| (strsim::damerau_levenshtein(word, c), strsim::jaro_winkler(word, c), c))
+        .filter(|(edits, similarity, _)| *edits <= budget || *similarity > 0.9)
+        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(b.2)))
+        .map(|(_, _, c)| c)
 }

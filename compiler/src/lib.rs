@@ -11,6 +11,7 @@ pub mod codes;
 pub mod diagnostic;
 pub mod diff;
 pub mod emit;
+pub mod explain;
 pub mod firewall;
 pub mod grammar;
 pub mod graph;

@@ -1,0 +1,79 @@
+//! `meshwork explain`: the firewall's verdict for one flow and the rule that decides it.
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::model::{Action, Endpoint, Proto};
+use crate::network::Network;
+use crate::rules::expects::address;
+use crate::source::{SourceFile, Span};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Explanation {
+    pub from: Ipv4Addr,
+    pub to: Ipv4Addr,
+    pub proto: Option<&'static str>,
+    pub port: Option<u16>,
+    pub verdict: &'static str,
+    /// The deciding rule, or None when the policy decided.
+    pub rule: Option<DecidingRule>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DecidingRule {
+    pub number: usize,
+    pub text: String,
+    pub line: usize,
+    pub column: usize,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// Reads an endpoint as the `expect` node does: an IPv4 address, or a client's name.
+pub fn endpoint(net: &Network, text: &str) -> Result<Ipv4Addr, String> {
+    let e = match text.parse::<Ipv4Addr>() {
+        Ok(ip) => Endpoint::Ip(ip),
+        Err(_) => Endpoint::Client(text.to_string()),
+    };
+    address(net, &e).ok_or_else(|| {
+        let hint = crate::grammar::did_you_mean(text, net.clients.iter().map(|c| c.name.as_str()));
+        match hint {
+            Some(m) => format!("`{text}` is neither an address nor a client (did you mean `{m}`?)"),
+            None => format!("`{text}` is neither an address nor a client"),
+        }
+    })
+}
+
+pub fn proto(text: &str) -> Result<Option<Proto>, String> {
+    match text {
+        "tcp" => Ok(Some(Proto::Tcp)),
+        "udp" => Ok(Some(Proto::Udp)),
+        "icmp" => Ok(Some(Proto::Icmp)),
+        "any" => Ok(None),
+        _ => Err(format!("`{text}` is not a protocol (tcp, udp, icmp or any)")),
+    }
+}
+
+pub fn explain(file: &SourceFile, net: &Network, from: &str, to: &str, proto_text: &str, port: Option<u16>) -> Result<Explanation, String> {
+    let (src, dst, proto) = (endpoint(net, from)?, endpoint(net, to)?, proto(proto_text)?);
+    if port.is_some() && !matches!(proto, Some(Proto::Tcp | Proto::Udp)) {
+        return Err("a port needs tcp or udp".to_string());
+    }
+    let decision = net.firewall.evaluate(src, dst, proto, port);
+    let rule = decision.rule.and_then(|n| net.firewall.rules.get(n - 1)).map(|r| {
+        let (line, column) = file.line_col(r.span.offset());
+        DecidingRule { number: r.number, text: r.describe(), line, column, span: r.span }
+    });
+    Ok(Explanation {
+        from: src,
+        to: dst,
+        proto: proto.map(Proto::name),
+        port,
+        verdict: match decision.action {
+            Action::Accept => "allow",
+            Action::Drop => "drop",
+        },
+        rule,
+    })
+}

@@ -1,0 +1,405 @@
+//! One test per validation rule: its code, its exact line:column and the text its label
+//! covers. A fluent helper keeps each test to the topology and the expectation.
+
+use meshwork_compiler::analyze;
+use meshwork_compiler::diagnostic::Severity;
+use meshwork_compiler::source::SourceFile;
+
+/// A valid base every test extends; 3 lines, so the test's own lines start at line 4.
+const BASE: &str = "topology \"t\"\noverlay \"100.127.255.192/26\"\ncontroller \"east\" id=1 { address \"192.0.2.10\"; }\n";
+
+struct Checked {
+    file: SourceFile,
+    found: Vec<(String, Severity, usize, usize, String, String)>,
+}
+
+fn kdl(extra: &str) -> Checked {
+    check_file("t.kdl", &format!("{BASE}{extra}"))
+}
+
+fn raw(name: &str, text: &str) -> Checked {
+    check_file(name, text)
+}
+
+fn check_file(name: &str, text: &str) -> Checked {
+    let a = analyze(SourceFile::new(name, text));
+    let found = a
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let (line, col) = a.file.line_col(d.primary.span.offset());
+            let start = d.primary.span.offset();
+            let covered = a.file.text.get(start..start + d.primary.span.len()).unwrap_or("<out of range>").to_string();
+            (d.code.name().to_string(), d.severity, line, col, covered, d.help.clone().unwrap_or_default())
+        })
+        .collect();
+    Checked { file: a.file, found }
+}
+
+impl Checked {
+    /// Asserts a diagnostic with `code` at `line:col` whose label covers exactly `text`.
+    #[track_caller]
+    fn has(&self, code: &str, line: usize, col: usize, text: &str) -> &Self {
+        let code = format!("meshwork::{code}");
+        let hit = self.found.iter().any(|(c, _, l, k, t, _)| *c == code && *l == line && *k == col && t == text);
+        assert!(hit, "expected {code} at {line}:{col} on {text:?}\nin:\n{}\nfound: {:#?}", self.file.text, self.found);
+        self
+    }
+
+    #[track_caller]
+    fn help_contains(&self, code: &str, needle: &str) -> &Self {
+        let code = format!("meshwork::{code}");
+        let hit = self.found.iter().any(|(c, _, _, _, _, h)| *c == code && h.contains(needle));
+        assert!(hit, "expected help of {code} to contain {needle:?}; found: {:#?}", self.found);
+        self
+    }
+
+    #[track_caller]
+    fn warning(&self, code: &str) -> &Self {
+        let code = format!("meshwork::{code}");
+        assert!(self.found.iter().any(|(c, s, ..)| *c == code && *s == Severity::Warning), "no warning {code}: {:#?}", self.found);
+        self
+    }
+
+    #[track_caller]
+    fn count(&self, code: &str) -> usize {
+        let code = format!("meshwork::{code}");
+        self.found.iter().filter(|(c, ..)| *c == code).count()
+    }
+
+    #[track_caller]
+    fn clean(&self) {
+        assert!(self.found.is_empty(), "expected no diagnostics, found {:#?}", self.found);
+    }
+}
+
+#[test]
+fn base_is_clean() {
+    kdl("").clean();
+}
+
+// --- syntax -------------------------------------------------------------------------------
+
+#[test]
+fn kdl_syntax_error_is_rehomed_to_the_file() {
+    let c = raw("net.kdl", "topology \"t\"\noverlay \"100.127.255.192/26\nclient \"a\"\n");
+    assert!(c.count("parse::syntax") >= 1, "{:#?}", c.found);
+    let rendered = {
+        let a = analyze(SourceFile::new("net.kdl", "topology \"t\" {\n"));
+        meshwork_compiler::diagnostic::render_plain(&a.file, &a.diagnostics)
+    };
+    assert!(rendered.contains("net.kdl:"), "syntax errors must name the file: {rendered}");
+}
+
+#[test]
+fn toml_syntax_error_points_at_the_line() {
+    raw("net.toml", "topology = \"t\"\noverlay = = \"x\"\n").has("parse::syntax", 2, 11, "=");
+}
+
+// --- shape ---------------------------------------------------------------------------------
+
+#[test]
+fn unknown_node_suggests_the_closest() {
+    kdl("controler \"west\" id=2\n").has("shape::unknown-node", 4, 1, "controler").help_contains("shape::unknown-node", "`controller`");
+}
+
+#[test]
+fn unknown_child_node() {
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; adress \"x\" }\n").has("shape::unknown-node", 4, 48, "adress");
+}
+
+#[test]
+fn unknown_property_suggests_the_closest() {
+    kdl("client \"a\" tagz=\"web\"\n").has("shape::unknown-property", 4, 12, "tagz").help_contains("shape::unknown-property", "`tags`");
+}
+
+#[test]
+fn missing_required_values() {
+    raw("t.kdl", "overlay \"100.127.255.192/26\"\n").has("shape::missing-value", 1, 1, "");
+    kdl("controller \"west\" { address \"192.0.2.11\"; }\n").has("shape::missing-value", 4, 1, "controller");
+    kdl("controller \"west\" id=2\n").has("shape::missing-value", 4, 1, "controller");
+    kdl("clients \"batch\"\n").has("shape::missing-value", 4, 1, "clients");
+}
+
+#[test]
+fn wrong_type() {
+    kdl("controller \"west\" id=\"2\" { address \"192.0.2.11\"; }\n").has("shape::wrong-type", 4, 22, "\"2\"");
+    kdl("client \"a\" revoked=\"yes\"\n").has("shape::wrong-type", 4, 20, "\"yes\"");
+}
+
+#[test]
+fn duplicate_once_only_node_and_property() {
+    kdl("overlay \"10.0.0.0/24\"\n").has("shape::duplicate", 4, 1, "overlay");
+    kdl("client \"a\" tags=\"x\" tags=\"y\"\n").has("shape::duplicate", 4, 21, "tags");
+}
+
+#[test]
+fn too_many_arguments() {
+    kdl("client \"a\" \"b\"\n").has("shape::too-many-arguments", 4, 12, "\"b\"");
+}
+
+// --- values --------------------------------------------------------------------------------
+
+#[test]
+fn invalid_ip() {
+    kdl("client \"a\" ip=\"100.127.255.300\"\n").has("value::invalid-ip", 4, 15, "\"100.127.255.300\"");
+}
+
+#[test]
+fn invalid_cidr_and_host_bits() {
+    raw("t.kdl", "topology \"t\"\noverlay \"100.127.255.193/26\"\n")
+        .has("value::invalid-cidr", 2, 9, "\"100.127.255.193/26\"")
+        .help_contains("value::invalid-cidr", "100.127.255.192/26");
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; lan \"10.20.0.0/33\"; }\n").has("value::invalid-cidr", 4, 52, "\"10.20.0.0/33\"");
+}
+
+#[test]
+fn ports_out_of_range_or_backwards() {
+    kdl("client \"a\"\nfirewall { allow from=\"a\" to=\"any\" proto=\"tcp\" port=70000; }\n").has("value::invalid-port", 5, 53, "70000");
+    kdl("client \"a\"\nfirewall { allow from=\"a\" to=\"any\" proto=\"tcp\" port=\"90-80\"; }\n")
+        .has("value::invalid-port", 5, 53, "\"90-80\"")
+        .help_contains("value::invalid-port", "80-90");
+    kdl("fwset \"p\" type=\"port\" { port 0; }\n").has("value::invalid-port", 4, 30, "0");
+}
+
+#[test]
+fn numbers_out_of_range() {
+    kdl("controller \"west\" id=0 { address \"192.0.2.11\"; }\n").has("value::out-of-range", 4, 22, "0");
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; engines 0 subnet=\"198.51.100.0/28\"; }\n")
+        .has("value::out-of-range", 4, 56, "0");
+}
+
+#[test]
+fn names_must_be_safe_file_names() {
+    kdl("client \"../etc/passwd\"\n").has("value::invalid-name", 4, 8, "\"../etc/passwd\"");
+}
+
+#[test]
+fn invalid_choice() {
+    kdl("firewall policy=\"dropp\"\n").has("value::invalid", 4, 17, "\"dropp\"").help_contains("value::invalid", "\"drop\"");
+}
+
+// --- names and ids -------------------------------------------------------------------------
+
+#[test]
+fn duplicate_client_names() {
+    kdl("client \"a\"\nclient \"a\"\n").has("name::duplicate", 5, 8, "\"a\"");
+}
+
+#[test]
+fn client_named_like_a_controller_or_engine() {
+    kdl("client \"east\"\n").has("name::duplicate", 4, 8, "\"east\"");
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; cores 4; engines 2 subnet=\"198.51.100.0/28\"; }\nclient \"west-e2\"\n")
+        .has("name::duplicate", 5, 8, "\"west-e2\"");
+}
+
+#[test]
+fn duplicate_fwset_and_controller_names() {
+    kdl("fwset \"s\" type=\"net\"\nfwset \"s\" type=\"port\"\n").has("name::duplicate", 5, 7, "\"s\"");
+    kdl("controller \"east\" id=2 { address \"192.0.2.11\"; }\n").has("name::duplicate", 4, 12, "\"east\"");
+}
+
+#[test]
+fn duplicate_controller_ids() {
+    kdl("controller \"west\" id=1 { address \"192.0.2.11\"; }\n").has("controller::duplicate-id", 4, 22, "1");
+}
+
+#[test]
+fn a_root_is_required() {
+    raw("t.kdl", "topology \"t\"\noverlay \"10.0.0.0/24\"\ncontroller \"a\" id=2 { address \"192.0.2.1\"; }\n")
+        .has("controller::no-root", 3, 19, "2");
+}
+
+#[test]
+fn license_caps() {
+    kdl("license controllers=1\ncontroller \"west\" id=2 { address \"192.0.2.11\"; }\n").has("license::exceeded", 5, 12, "\"west\"");
+    kdl("license clients=1\nclient \"a\"\nclient \"b\"\n").has("license::exceeded", 6, 8, "\"b\"");
+}
+
+// --- allocation ----------------------------------------------------------------------------
+
+#[test]
+fn client_ip_outside_the_overlay() {
+    kdl("client \"a\" ip=\"10.0.0.1\"\n").has("alloc::outside-overlay", 4, 15, "\"10.0.0.1\"");
+    kdl("client \"a\" ip=\"100.127.255.255\"\n").has("alloc::outside-overlay", 4, 15, "\"100.127.255.255\"");
+}
+
+#[test]
+fn client_ip_collisions() {
+    kdl("client \"a\" ip=\"100.127.255.200\"\nclient \"b\" ip=\"100.127.255.200\"\n").has("alloc::collision", 5, 15, "\"100.127.255.200\"");
+    // .253 is controller id 1's address, .254 the shared address.
+    kdl("client \"a\" ip=\"100.127.255.253\"\n").has("alloc::collision", 4, 15, "\"100.127.255.253\"");
+    kdl("client \"a\" ip=\"100.127.255.254\"\n").has("alloc::collision", 4, 15, "\"100.127.255.254\"");
+}
+
+#[test]
+fn client_ip_colliding_with_an_engine() {
+    // One controller (block of 1: .253), so engine 1 takes .252.
+    let t = "controller \"east\" id=1 { address \"192.0.2.10\"; cores 4; engines 1 subnet=\"198.51.100.0/28\"; }\n";
+    raw("t.kdl", &format!("topology \"t\"\noverlay \"100.127.255.192/26\"\n{t}client \"a\" ip=\"100.127.255.252\"\n"))
+        .has("alloc::collision", 4, 15, "\"100.127.255.252\"");
+}
+
+#[test]
+fn overlay_too_small() {
+    raw("t.kdl", "topology \"t\"\noverlay \"10.0.0.0/29\"\ncontroller \"a\" id=1 { address \"192.0.2.1\"; }\nclients \"c\" count=5\n")
+        .has("alloc::overlay-too-small", 2, 9, "\"10.0.0.0/29\"")
+        .help_contains("alloc::overlay-too-small", "a /28 would do");
+}
+
+// --- networks ------------------------------------------------------------------------------
+
+#[test]
+fn plugin_subnets_overlapping_each_other() {
+    let t = "controller \"west\" id=2 { address \"192.0.2.11\"; engines 1 subnet=\"198.51.100.0/28\"; }\n\
+             controller \"north\" id=3 { address \"192.0.2.12\"; engines 1 subnet=\"198.51.100.8/29\"; }\n";
+    kdl(t).has("network::overlap", 5, 66, "\"198.51.100.8/29\"");
+}
+
+#[test]
+fn plugin_subnet_overlapping_overlay_lan_or_underlay() {
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; engines 1 subnet=\"100.127.255.0/24\"; }\n")
+        .has("network::overlap", 4, 65, "\"100.127.255.0/24\"");
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; lan \"10.0.0.0/8\"; engines 1 subnet=\"10.1.0.0/28\"; }\n")
+        .has("network::overlap", 4, 83, "\"10.1.0.0/28\"");
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; engines 1 subnet=\"192.0.2.0/28\"; }\n")
+        .has("network::overlap", 4, 65, "\"192.0.2.0/28\"");
+}
+
+#[test]
+fn overlapping_lans() {
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; lan \"10.0.0.0/16\"; }\ncontroller \"north\" id=3 { address \"192.0.2.12\"; lan \"10.0.128.0/17\"; }\n")
+        .has("network::overlap", 5, 53, "\"10.0.128.0/17\"");
+}
+
+#[test]
+fn plugin_subnet_too_small() {
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; engines 3 subnet=\"198.51.100.0/30\"; }\n")
+        .has("engines::subnet-too-small", 4, 65, "\"198.51.100.0/30\"")
+        .help_contains("engines::subnet-too-small", "/29");
+}
+
+#[test]
+fn engines_at_or_beyond_cores_warn_with_the_hint() {
+    let c = kdl("controller \"west\" id=2 { address \"192.0.2.11\"; cores 2; engines 2 subnet=\"198.51.100.0/28\"; }\n");
+    c.has("engines::exceed-cores", 4, 65, "2").warning("engines::exceed-cores").help_contains("engines::exceed-cores", "use 1 engine");
+}
+
+// --- peering -------------------------------------------------------------------------------
+
+const MESH: &str = "controller \"west\" id=2 { address \"192.0.2.11\"; }\ncontroller \"north\" id=3 { address \"192.0.2.12\"; }\n";
+
+#[test]
+fn link_to_unknown_controller() {
+    kdl(&format!("{MESH}peering {{ link \"east\" \"wset\"; link \"west\" \"north\"; link \"east\" \"north\"; }}\n"))
+        .has("peering::unknown-controller", 6, 23, "\"wset\"")
+        .help_contains("peering::unknown-controller", "`west`");
+}
+
+#[test]
+fn link_to_itself_or_twice() {
+    kdl(&format!("{MESH}peering {{ link \"east\" \"east\"; }}\n")).has("peering::invalid-link", 6, 23, "\"east\"");
+    kdl(&format!("{MESH}peering {{ link \"east\" \"west\"; link \"west\" \"east\"; link \"west\" \"north\"; link \"north\" \"east\"; }}\n"))
+        .has("peering::invalid-link", 6, 31, "link \"west\" \"east\"");
+}
+
+#[test]
+fn disconnected_mesh() {
+    kdl(&format!("{MESH}peering {{ link \"east\" \"west\"; }}\n")).has("peering::disconnected", 5, 12, "\"north\"");
+}
+
+#[test]
+fn single_points_of_failure_warn() {
+    let c = kdl(&format!("{MESH}peering {{ link \"east\" \"west\" cost=1; link \"west\" \"north\" cost=1; }}\n"));
+    c.has("peering::single-point-of-failure", 4, 12, "\"west\"").warning("peering::single-point-of-failure");
+    c.has("peering::single-point-of-failure", 6, 11, "link \"east\" \"west\" cost=1");
+    // A ring has none.
+    kdl(&format!("{MESH}peering {{ link \"east\" \"west\"; link \"west\" \"north\"; link \"north\" \"east\"; }}\n")).clean();
+}
+
+// --- references ----------------------------------------------------------------------------
+
+#[test]
+fn rule_naming_unknown_things() {
+    let c = kdl(
+        "client \"web-1\" tags=\"web\"\nfwset \"office\" type=\"net\" { net \"203.0.113.0/24\"; }\n\
+         firewall {\n  allow from=\"tag:wb\" to=\"web-2\"\n  allow from=\"fwset:ofice\" to=\"controller:west\"\n}\n",
+    );
+    c.has("reference::unknown", 7, 14, "\"tag:wb\"").help_contains("reference::unknown", "`web`");
+    c.has("reference::unknown", 7, 26, "\"web-2\"");
+    c.has("reference::unknown", 8, 14, "\"fwset:ofice\"").help_contains("reference::unknown", "`office`");
+    c.has("reference::unknown", 8, 31, "\"controller:west\"");
+}
+
+#[test]
+fn expect_naming_unknown_client() {
+    kdl("client \"a\"\nexpect from=\"a\" to=\"b\" verdict=\"allow\"\n").has("reference::unknown", 5, 20, "\"b\"");
+}
+
+#[test]
+fn fwset_of_the_wrong_type() {
+    let sets = "client \"a\"\nfwset \"ports\" type=\"port\" { port 80; }\nfwset \"nets\" type=\"net\" { net \"10.9.0.0/16\"; }\n";
+    kdl(&format!("{sets}firewall {{ allow from=\"fwset:ports\" to=\"a\"; }}\n")).has("reference::fwset-type", 7, 23, "\"fwset:ports\"");
+    kdl(&format!("{sets}firewall {{ allow from=\"a\" to=\"a\" proto=\"tcp\" port=\"fwset:nets\"; }}\n"))
+        .has("reference::fwset-type", 7, 51, "\"fwset:nets\"");
+    kdl("fwset \"p\" type=\"port\" { net \"10.0.0.0/8\"; }\n").has("reference::fwset-type", 4, 29, "\"10.0.0.0/8\"");
+}
+
+#[test]
+fn port_needs_tcp_or_udp() {
+    kdl("client \"a\"\nfirewall { allow from=\"a\" to=\"any\" proto=\"icmp\" port=22; }\n").has("firewall::port-needs-protocol", 5, 54, "22");
+    kdl("client \"a\"\nfirewall { allow from=\"a\" to=\"any\" port=22; }\n").has("firewall::port-needs-protocol", 5, 41, "22");
+}
+
+// --- expect --------------------------------------------------------------------------------
+
+#[test]
+fn broken_expectation_shows_the_deciding_rule() {
+    let c = kdl(
+        "client \"a\"\nclient \"b\"\nfirewall policy=\"accept\" {\n  deny from=\"a\" to=\"b\" proto=\"tcp\"\n}\n\
+         expect \"a to b\" from=\"a\" to=\"b\" proto=\"tcp\" port=80 verdict=\"allow\"\n",
+    );
+    c.has("expect::failed", 9, 61, "\"allow\"").help_contains("expect::failed", "rule 1");
+    let a = analyze(SourceFile::new("t.kdl", format!("{BASE}client \"a\"\nclient \"b\"\nfirewall policy=\"accept\" {{\n  deny from=\"a\" to=\"b\" proto=\"tcp\"\n}}\nexpect from=\"a\" to=\"b\" proto=\"tcp\" port=80 verdict=\"allow\"\n")));
+    let d = a.diagnostics.iter().find(|d| d.code.name() == "meshwork::expect::failed").expect("expect::failed");
+    let (line, col) = a.file.line_col(d.secondary[0].span.offset());
+    assert_eq!((line, col), (7, 3), "the deciding rule is labelled where it is written");
+}
+
+#[test]
+fn broken_expectation_decided_by_the_policy() {
+    kdl("client \"a\"\nclient \"b\"\nfirewall policy=\"drop\"\nexpect from=\"a\" to=\"b\" proto=\"icmp\" verdict=\"allow\"\n")
+        .has("expect::failed", 7, 45, "\"allow\"")
+        .help_contains("expect::failed", "policy decides: drop");
+}
+
+// --- TOML gets the same diagnostics at TOML places -----------------------------------------
+
+#[test]
+fn toml_unknown_key_and_bad_value() {
+    let text = "topology = \"t\"\noverlay = \"100.127.255.192/26\"\n\n[[controller]]\nname = \"east\"\nid = 1\naddress = \"192.0.2.10\"\nengins = 2\n\n[[client]]\nname = \"a\"\nip = \"1.2.3\"\n";
+    raw("t.toml", text)
+        .has("shape::unknown-property", 8, 1, "engins")
+        .help_contains("shape::unknown-property", "`engines`")
+        .has("value::invalid-ip", 12, 6, "\"1.2.3\"");
+}
+
+#[test]
+fn toml_rule_without_action() {
+    let text = "topology = \"t\"\noverlay = \"100.127.255.192/26\"\n[[controller]]\nname = \"east\"\nid = 1\naddress = \"192.0.2.10\"\n[[firewall.rule]]\nfrom = \"any\"\nto = \"any\"\n";
+    let c = raw("t.toml", text);
+    assert_eq!(c.count("shape::missing-value"), 1, "{:#?}", c.found);
+}
+
+// --- all at once ---------------------------------------------------------------------------
+
+#[test]
+fn every_problem_in_one_run() {
+    let c = kdl(
+        "client \"a\" ip=\"10.0.0.1\"\nclient \"a\"\ncontroller \"west\" id=1 { address \"192.0.2.11\"; }\n\
+         firewall policy=\"nope\" { allow from=\"tag:x\" to=\"any\"; }\nexpect from=\"zz\" to=\"a\" verdict=\"drop\"\n",
+    );
+    for code in ["alloc::outside-overlay", "name::duplicate", "controller::duplicate-id", "value::invalid", "reference::unknown"] {
+        assert!(c.count(code) >= 1, "missing {code} in {:#?}", c.found);
+    }
+}

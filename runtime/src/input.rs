@@ -1,0 +1,57 @@
+//! Reading topology files and showing their diagnostics, shared by every verb.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use meshwork_compiler::diagnostic::{Diagnostic, Located};
+use meshwork_compiler::network::Network;
+use meshwork_compiler::source::SourceFile;
+use meshwork_compiler::{Analysis, analyze};
+
+/// A failure that is not about the file's content (unreadable file, unwritable directory).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Message(String),
+}
+
+pub fn read(path: &Path) -> Result<SourceFile, CliError> {
+    let text = std::fs::read(path).map_err(|source| CliError::Read { path: path.display().to_string(), source })?;
+    let text = String::from_utf8(text)
+        .map_err(|e| CliError::Message(format!("{} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to())))?;
+    Ok(SourceFile::new(path.display().to_string(), text))
+}
+
+pub fn load(path: &Path) -> Result<Analysis, CliError> {
+    Ok(analyze(read(path)?))
+}
+
+/// Prints diagnostics for people on stderr: colours on a terminal, plain otherwise.
+pub fn print_diagnostics(file: &SourceFile, diagnostics: &[Diagnostic]) {
+    let theme = if std::io::stderr().is_terminal() {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme);
+    for d in diagnostics {
+        let mut out = String::new();
+        let _ = handler.render_report(&mut out, &Located::new(file, d.clone()));
+        eprint!("{out}");
+    }
+}
+
+/// The resolved network of a file, or its diagnostics printed and an error.
+pub fn network(path: &Path) -> Result<(Analysis, Network), CliError> {
+    let mut analysis = load(path)?;
+    print_diagnostics(&analysis.file, &analysis.diagnostics);
+    match analysis.network.take() {
+        Some(net) => Ok((analysis, net)),
+        None => {
+            let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
+            Err(CliError::Message(format!("{} has {errors} error(s); fix them first (meshwork check)", analysis.file.name)))
+        }
+    }
+}
