@@ -1,1 +1,176 @@
-//! STUB — to be written.
+//! The peering mesh as Graphviz DOT (`meshwork graph`): one node per controller (name, id,
+//! engine count), one edge per tunnel (its cost). Single points of failure, the controllers and
+//! links whose loss would split the mesh, are drawn red and bold and say so in their label and
+//! tooltip. The output is deterministic: controllers by id, tunnels by (low id, high id).
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use crate::network::Network;
+
+const SPOF: &str = "single point of failure";
+const SPOF_STYLE: &str = "color=red, fontcolor=red, penwidth=2";
+
+/// Escapes `"` and `\` for a DOT quoted string; line breaks become spaces, so a name can never
+/// inject attributes or break the output's line structure.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            '\n' | '\r' => out.push(' '),
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", escape(s))
+}
+
+/// Joins label lines with DOT's `\n` line break, each line escaped.
+fn label(lines: &[String]) -> String {
+    let inner: Vec<String> = lines.iter().map(|l| escape(l)).collect();
+    format!("\"{}\"", inner.join("\\n"))
+}
+
+pub fn dot(net: &Network) -> String {
+    let cut_vertices: BTreeSet<String> = net.mesh.articulation_points().into_iter().collect();
+    let cut_edges: BTreeSet<(String, String)> = net.mesh.bridges().into_iter().collect();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "// meshwork: peering mesh of topology {} ({} controllers, {} tunnels)",
+        net.name.replace('\n', " "),
+        net.controllers.len(),
+        net.tunnels.len()
+    );
+    let _ = writeln!(s, "// Red and bold: {SPOF} (a controller or tunnel whose loss splits the mesh).");
+    let _ = writeln!(s, "graph {} {{", quote(&net.name));
+    let _ = writeln!(s, "    graph [label={}, labelloc=t];", quote(&format!("peering mesh of topology {}", net.name)));
+    s.push_str("    node [shape=box, style=rounded];\n\n");
+    for c in &net.controllers {
+        let engines = c.engines.as_ref().map_or(0, |e| e.engines.len());
+        let mut lines = vec![
+            c.name.clone(),
+            format!("id {}", c.id),
+            format!("{engines} engine{}", if engines == 1 { "" } else { "s" }),
+        ];
+        let spof = cut_vertices.contains(&c.name);
+        if spof {
+            lines.push(SPOF.to_string());
+        }
+        let _ = write!(s, "    {} [label={}", quote(&c.name), label(&lines));
+        if spof {
+            let tip = format!("{SPOF}: losing {} splits the mesh", c.name);
+            let _ = write!(s, ", {SPOF_STYLE}, style=\"rounded,bold\", tooltip={}", quote(&tip));
+        } else {
+            let _ = write!(s, ", tooltip={}", quote(&format!("{} (id {}) at {}", c.name, c.id, c.address)));
+        }
+        s.push_str("];\n");
+    }
+    if !net.tunnels.is_empty() {
+        s.push('\n');
+    }
+    for t in &net.tunnels {
+        let spof = cut_edges.contains(&(t.low.clone(), t.high.clone()));
+        let mut lines = vec![format!("cost {}", t.cost)];
+        if spof {
+            lines.push(SPOF.to_string());
+        }
+        let _ = write!(s, "    {} -- {} [label={}", quote(&t.low), quote(&t.high), label(&lines));
+        if spof {
+            let tip = format!("{SPOF}: losing the tunnel {} - {} splits the mesh", t.low, t.high);
+            let _ = write!(s, ", {SPOF_STYLE}, style=bold, tooltip={}", quote(&tip));
+        }
+        s.push_str("];\n");
+    }
+    s.push_str("}\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+
+    fn net(text: &str) -> Network {
+        let a = crate::analyze(SourceFile::new("t.kdl", text));
+        match a.network {
+            Some(n) => n,
+            None => panic!("topology did not validate: {:#?}", a.diagnostics),
+        }
+    }
+
+    const HEAD: &str = r#"
+topology "g"
+overlay "100.127.255.192/26"
+controller "a" id=1 { address "192.0.2.1"; }
+controller "b" id=2 {
+    address "192.0.2.2"
+    engines 3 subnet="198.51.100.0/28"
+}
+controller "c" id=3 { address "192.0.2.3"; }
+"#;
+
+    fn line<'a>(dot: &'a str, start: &str) -> &'a str {
+        dot.lines().find(|l| l.trim_start().starts_with(start)).unwrap_or_else(|| panic!("no line {start:?} in\n{dot}"))
+    }
+
+    #[test]
+    fn chain_marks_the_middle_controller_and_both_links() {
+        let n = net(&format!("{HEAD}peering {{\n    link \"a\" \"b\" cost=3\n    link \"b\" \"c\"\n}}\n"));
+        let d = dot(&n);
+        assert!(d.starts_with("// meshwork: peering mesh of topology g (3 controllers, 2 tunnels)\n"));
+        assert!(d.contains("graph \"g\" {"));
+        assert!(d.ends_with("}\n"));
+        let b = line(&d, "\"b\" [");
+        assert!(b.contains("label=\"b\\nid 2\\n3 engines\\nsingle point of failure\""), "{b}");
+        assert!(b.contains("color=red") && b.contains("bold"), "{b}");
+        assert!(b.contains("tooltip=\"single point of failure: losing b splits the mesh\""), "{b}");
+        let a = line(&d, "\"a\" [");
+        assert!(a.contains("label=\"a\\nid 1\\n0 engines\"") && !a.contains("red"), "{a}");
+        let ab = line(&d, "\"a\" -- \"b\"");
+        assert!(ab.contains("label=\"cost 3\\nsingle point of failure\"") && ab.contains("color=red"), "{ab}");
+        let bc = line(&d, "\"b\" -- \"c\"");
+        assert!(bc.contains("label=\"cost 1\\n") && bc.contains("style=bold"), "{bc}");
+        assert_eq!(d.matches(" -- ").count(), 2);
+        assert_eq!(d, dot(&n));
+    }
+
+    #[test]
+    fn triangle_has_no_single_point_of_failure() {
+        let n = net(&format!(
+            "{HEAD}peering {{\n    link \"a\" \"b\"\n    link \"b\" \"c\"\n    link \"a\" \"c\" cost=5\n}}\n"
+        ));
+        let d = dot(&n);
+        assert!(!d.contains("color=red"), "{d}");
+        assert_eq!(d.matches(SPOF).count(), 1, "only the legend mentions it:\n{d}");
+        assert!(line(&d, "\"a\" -- \"c\"").contains("label=\"cost 5\""));
+        assert_eq!(d.matches(" -- ").count(), 3);
+    }
+
+    #[test]
+    fn full_mesh_of_two_is_a_single_link() {
+        let n = net(r#"
+topology "pair"
+overlay "100.127.255.192/26"
+controller "x" id=1 { address "192.0.2.1"; }
+controller "y" id=2 { address "192.0.2.2"; }
+"#);
+        let d = dot(&n);
+        // Losing the only tunnel splits the pair; neither controller is a cut vertex.
+        assert!(line(&d, "\"x\" -- \"y\"").contains("color=red"));
+        assert!(!line(&d, "\"x\" [").contains("red"));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(label(&["x\"".into(), "y".into()]), r#""x\"\ny""#);
+    }
+}

@@ -1,12 +1,323 @@
-//! STUB — to be written: the controller's nft ruleset (JSON via the nftables crate, and nft text).
+//! A controller's nftables ruleset: one table of its own, `inet meshwork`, replaced atomically.
+//!
+//! - `prerouting` (nat, dstnat; only with engines): a jhash of (source address, source port)
+//!   of client flows on UDP 1194 sets a mark from the engine set's offset; the offset stays with
+//!   the controller's own server, mark offset+k is DNATed to engine k on plugin0.
+//! - `input` (filter): admits clients on the underlay interface and peers on this controller's
+//!   peering listen ports (from the peer's address when it is known).
+//! - `forward` (filter, policy accept so unrelated forwarding on the host is untouched): replies
+//!   pass, the engines' own OpenVPN traffic passes, then everything entering or leaving an overlay
+//!   interface (tun0, plugin0, `mw-p<peer id>`) jumps to `firewall`.
+//! - `firewall` (regular): the firewall rules in order, first match wins, then the policy.
+//!
+//! [`plan`] decides the ruleset once as a small IR ([`ir`]); `json` and `text` only render it, so
+//! the JSON that is applied and the nft text that is reviewed cannot disagree.
+
+pub mod ir;
+mod json;
+mod names;
+pub mod plan;
+mod text;
+
+pub use names::{FWSET_SET_PREFIX, SetNames, TAG_SET_PREFIX};
+
 use crate::network::{ControllerNet, Network};
 
-pub fn ruleset(_net: &Network, _c: &ControllerNet) -> nftables::schema::Nftables<'static> {
-    nftables::schema::Nftables { objects: Default::default() }
+/// The family of meshwork's table, as nft spells it.
+pub const FAMILY: &str = "inet";
+/// The one table meshwork owns on a controller; it never touches any other.
+pub const TABLE: &str = "meshwork";
+/// Base chain (nat, prerouting, dstnat) that spreads clients over the engines.
+pub const CHAIN_PREROUTING: &str = "prerouting";
+/// Base chain (filter, input) that admits clients and peers.
+pub const CHAIN_INPUT: &str = "input";
+/// Base chain (filter, forward) that sends overlay traffic to [`CHAIN_FIREWALL`].
+pub const CHAIN_FORWARD: &str = "forward";
+/// Regular chain holding the topology's firewall.
+pub const CHAIN_FIREWALL: &str = "firewall";
+// Marks: the controller's own server has the engine set's `offset` (default
+// `model::DEFAULT_MARK_OFFSET`, 0x1000), engine k has offset + k (`EngineNet::mark`).
+
+/// The ruleset as `nft -j -f` input: add, delete and add the table (an idempotent replace in one
+/// transaction), then its sets, chains and rules.
+pub fn ruleset(net: &Network, c: &ControllerNet) -> ::nftables::schema::Nftables<'static> {
+    json::render(&plan::build(net, c))
 }
-pub fn to_json(r: &nftables::schema::Nftables<'_>) -> String {
-    serde_json::to_string_pretty(r).unwrap_or_default()
+
+/// Pretty JSON with a trailing newline.
+pub fn to_json(r: &::nftables::schema::Nftables<'_>) -> String {
+    // The schema has no maps with non-string keys, so serialising cannot fail.
+    let mut s = serde_json::to_string_pretty(r).expect("nftables schema serialises to JSON");
+    s.push('\n');
+    s
 }
-pub fn to_text(_net: &Network, _c: &ControllerNet) -> String {
-    String::new()
+
+/// The same ruleset in nft syntax (`nft -f` input, an atomic replace of the table).
+pub fn to_text(net: &Network, c: &ControllerNet) -> String {
+    let header = [
+        format!("meshwork: nftables ruleset of controller \"{}\" (id {}), topology \"{}\"", c.name, c.id, net.name),
+        format!("Load with `nft -f`: it replaces table {FAMILY} {TABLE} atomically and touches nothing else."),
+    ];
+    text::render(&plan::build(net, c), &header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ir::{Elem, Key, Stmt, Value, Verdict};
+    use super::*;
+    use crate::source::SourceFile;
+
+    pub(crate) fn network(kdl: &str) -> Network {
+        let a = crate::analyze(SourceFile::new("t.kdl", kdl));
+        match a.network {
+            Some(n) => n,
+            None => panic!("topology did not validate: {:#?}", a.diagnostics),
+        }
+    }
+
+    const TEN_ENGINES: &str = r#"
+topology "t"
+overlay "100.127.0.0/24"
+controller "east" id=1 {
+    address "192.0.2.10"
+    interface "ens3"
+    cores 16
+    engines 10 subnet="198.51.100.0/27" seed=0xcafe offset=0x2000
+}
+client "web-1" ip="100.127.0.50" tags="web"
+client "web-2" ip="100.127.0.51" tags="web"
+client "db-1" ip="100.127.0.60" tags="db"
+fwset "web-ports" type="port" {
+    port 80
+    port 443
+    port "8000-8080"
+}
+fwset "office" type="net" {
+    net "203.0.113.0/24"
+    net "203.0.113.128/25"
+}
+firewall policy="drop" {
+    allow from="tag:web" to="tag:db" proto="tcp" port=5432
+    deny from="tag:web" to="any"
+    allow from="fwset:office" to="tag:web" proto="tcp" port="fwset:web-ports"
+    allow from="overlay" to="overlay" proto="icmp"
+    allow from="db-1" to="10.0.0.0/8" proto="udp" port="53-54"
+}
+"#;
+
+    const THREE_PEERS: &str = r#"
+topology "mesh"
+overlay "100.127.0.0/24"
+controller "a" id=1 {
+    address "192.0.2.1"
+}
+controller "b" id=2 {
+    address "192.0.2.2"
+}
+controller "c" id=3 {
+    address "peer-c.example.net"
+}
+client "x" ip="100.127.0.50"
+firewall policy="accept" {
+    deny from="x" to="any" proto="tcp" port=25
+}
+"#;
+
+    fn rules_of<'a>(rs: &'a ir::Ruleset, chain: &str) -> &'a [ir::Rule] {
+        &rs.chain(chain).unwrap_or_else(|| panic!("no chain {chain}")).rules
+    }
+
+    fn text_rules(text: &str, chain: &str) -> Vec<String> {
+        let start = text.find(&format!("\tchain {chain} {{")).unwrap_or_else(|| panic!("no chain {chain}"));
+        text[start..]
+            .lines()
+            .skip(1)
+            .take_while(|l| *l != "\t}")
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#') && !l.starts_with("type "))
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn jhash_spreads_over_server_and_engines() {
+        let net = network(TEN_ENGINES);
+        let c = &net.controllers[0];
+        let rs = plan::build(&net, c);
+        let pre = rules_of(&rs, CHAIN_PREROUTING);
+        assert_eq!(pre.len(), 12);
+        assert_eq!(
+            pre[0].stmts,
+            vec![
+                Stmt::Match(Key::IifName, Value::Name("ens3".into())),
+                Stmt::Match(Key::UdpDport, Value::Elem(Elem::Port(1194))),
+                Stmt::MarkJhash { modulus: 11, seed: 0xcafe, offset: 0x2000 },
+            ]
+        );
+        let text = to_text(&net, c);
+        let pre = text_rules(&text, CHAIN_PREROUTING);
+        assert!(
+            pre[0].starts_with(
+                "iifname \"ens3\" udp dport 1194 meta mark set jhash ip saddr . udp sport mod 11 seed 0xcafe offset 0x2000"
+            ),
+            "{}",
+            pre[0]
+        );
+        assert!(pre[1].starts_with("udp dport 1194 meta mark 0x2000 accept"), "{}", pre[1]);
+        for k in 1..=10u32 {
+            let expected = format!("udp dport 1194 meta mark {:#x} dnat ip to 198.51.100.{}:1194", 0x2000 + k, 1 + k);
+            assert!(pre[1 + k as usize].starts_with(&expected), "{} vs {expected}", pre[1 + k as usize]);
+        }
+        let json = to_json(&ruleset(&net, c));
+        assert!(json.contains("\"jhash\""));
+        assert!(json.contains("\"mod\": 11"));
+        assert!(json.contains("\"seed\": 51966"));
+        assert!(json.contains("\"offset\": 8192"));
+        assert!(json.contains("\"family\": \"ip\""));
+        assert!(json.contains("\"addr\": \"198.51.100.11\""));
+    }
+
+    #[test]
+    fn atomic_replace_comes_first() {
+        let net = network(TEN_ENGINES);
+        let r = ruleset(&net, &net.controllers[0]);
+        let v: serde_json::Value = serde_json::from_str(&to_json(&r)).unwrap();
+        let objs = v["nftables"].as_array().unwrap();
+        let table = serde_json::json!({"family": "inet", "name": "meshwork"});
+        assert_eq!(objs[0], serde_json::json!({ "add": { "table": table } }));
+        assert_eq!(objs[1], serde_json::json!({ "delete": { "table": table } }));
+        assert_eq!(objs[2], serde_json::json!({ "add": { "table": table } }));
+        // Every chain exists before the first rule (the forward chain jumps to a later one).
+        let first_rule = objs.iter().position(|o| o["add"].get("rule").is_some()).unwrap();
+        let last_chain = objs.iter().rposition(|o| o["add"].get("chain").is_some()).unwrap();
+        assert!(last_chain < first_rule);
+        let text = to_text(&net, &net.controllers[0]);
+        let cmds: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).take(2).collect();
+        assert_eq!(cmds, ["add table inet meshwork", "delete table inet meshwork"]);
+    }
+
+    #[test]
+    fn plugin_accepts_come_before_the_overlay_jumps() {
+        let net = network(TEN_ENGINES);
+        let text = to_text(&net, &net.controllers[0]);
+        let fwd = text_rules(&text, CHAIN_FORWARD);
+        let lines: Vec<&str> = fwd.iter().map(|l| l.split(" comment ").next().unwrap()).collect();
+        assert_eq!(
+            lines,
+            [
+                "ct state established,related accept",
+                "iifname \"plugin0\" udp sport 1194 accept",
+                "oifname \"plugin0\" udp dport 1194 accept",
+                "iifname { \"tun0\", \"plugin0\" } jump firewall",
+                "oifname { \"tun0\", \"plugin0\" } jump firewall",
+            ]
+        );
+        assert!(text.contains("type filter hook forward priority filter; policy accept;"));
+        assert!(text.contains("type nat hook prerouting priority dstnat; policy accept;"));
+    }
+
+    #[test]
+    fn no_engines_no_prerouting_and_peer_tunnels_jump() {
+        let net = network(THREE_PEERS);
+        for c in &net.controllers {
+            let rs = plan::build(&net, c);
+            assert!(rs.chain(CHAIN_PREROUTING).is_none());
+            let text = to_text(&net, c);
+            assert!(!text.contains("prerouting") && !text.contains("plugin0"), "{text}");
+        }
+        let a = net.controller("a").unwrap();
+        let fwd = text_rules(&to_text(&net, a), CHAIN_FORWARD);
+        assert!(fwd[0].starts_with("ct state established,related accept"));
+        assert!(fwd[1].starts_with("iifname { \"tun0\", \"mw-p2\", \"mw-p3\" } jump firewall"), "{}", fwd[1]);
+        assert!(fwd[2].starts_with("oifname { \"tun0\", \"mw-p2\", \"mw-p3\" } jump firewall"), "{}", fwd[2]);
+        let c = net.controller("c").unwrap();
+        let fwd = text_rules(&to_text(&net, c), CHAIN_FORWARD);
+        assert!(fwd[1].starts_with("iifname { \"tun0\", \"mw-p1\", \"mw-p2\" } jump firewall"), "{}", fwd[1]);
+    }
+
+    #[test]
+    fn input_admits_clients_and_known_peers() {
+        let net = network(THREE_PEERS);
+        // a (id 1) listens for b on 1196 and for c on 1197; c has a DNS address.
+        let a = net.controller("a").unwrap();
+        let input = text_rules(&to_text(&net, a), CHAIN_INPUT);
+        let lines: Vec<&str> = input.iter().map(|l| l.split(" comment ").next().unwrap()).collect();
+        assert_eq!(
+            lines,
+            [
+                "iifname \"eth0\" udp dport 1194 accept",
+                "ip saddr 192.0.2.2 udp dport 1196 accept",
+                "udp dport 1197 accept",
+                "udp dport 1196 drop",
+            ]
+        );
+        // c listens for nobody: it has the highest id.
+        let c = net.controller("c").unwrap();
+        let input = text_rules(&to_text(&net, c), CHAIN_INPUT);
+        assert_eq!(input.len(), 1);
+        // b listens for c (1197), whose address is a name: admitted by port only.
+        let b = net.controller("b").unwrap();
+        let input = text_rules(&to_text(&net, b), CHAIN_INPUT);
+        assert!(input[1].starts_with("udp dport 1197 accept"), "{input:?}");
+        assert_eq!(input.len(), 2);
+    }
+
+    #[test]
+    fn firewall_keeps_order_and_ends_with_the_policy() {
+        let net = network(TEN_ENGINES);
+        let rs = plan::build(&net, &net.controllers[0]);
+        let fw = rules_of(&rs, CHAIN_FIREWALL);
+        let comments: Vec<&str> = fw.iter().map(|r| r.comment.as_deref().unwrap()).collect();
+        assert_eq!(comments, ["rule 1", "rule 2", "rule 3", "rule 4", "rule 5", "policy drop"]);
+        assert_eq!(fw[1].stmts.last(), Some(&Stmt::Verdict(Verdict::Drop)));
+        assert_eq!(fw[0].stmts.last(), Some(&Stmt::Verdict(Verdict::Accept)));
+        let text = to_text(&net, &net.controllers[0]);
+        let lines = text_rules(&text, CHAIN_FIREWALL);
+        assert_eq!(
+            lines,
+            [
+                "ip saddr @tag_web ip daddr @tag_db tcp dport 5432 counter accept comment \"rule 1\"",
+                "ip saddr @tag_web counter drop comment \"rule 2\"",
+                "ip saddr @fwset_office ip daddr @tag_web tcp dport @fwset_web_ports counter accept comment \"rule 3\"",
+                "ip saddr 100.127.0.0/24 ip daddr 100.127.0.0/24 meta l4proto icmp counter accept comment \"rule 4\"",
+                "ip saddr 100.127.0.60 ip daddr 10.0.0.0/8 udp dport 53-54 counter accept comment \"rule 5\"",
+                "counter drop comment \"policy drop\"",
+            ]
+        );
+        assert!(text.contains("\t\t# rule 1: allow from=\"tag:web\" to=\"tag:db\" proto=\"tcp\" port=5432\n"));
+        let net = network(THREE_PEERS);
+        let lines = text_rules(&to_text(&net, &net.controllers[0]), CHAIN_FIREWALL);
+        assert_eq!(lines.last().unwrap(), "counter accept comment \"policy accept\"");
+    }
+
+    #[test]
+    fn named_sets_hold_their_members() {
+        let net = network(TEN_ENGINES);
+        let rs = plan::build(&net, &net.controllers[0]);
+        let set = |name: &str| rs.sets.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no set {name}"));
+        let ip = |s: &str| Elem::Addr(s.parse().unwrap());
+        assert_eq!(set("tag_web").elements, [ip("100.127.0.50"), ip("100.127.0.51")]);
+        assert!(!set("tag_web").interval);
+        assert_eq!(set("tag_db").elements, [ip("100.127.0.60")]);
+        // Overlapping networks are merged: nft refuses overlapping intervals.
+        assert_eq!(set("fwset_office").elements, [Elem::Net("203.0.113.0/24".parse().unwrap())]);
+        assert!(set("fwset_office").interval);
+        assert_eq!(set("fwset_web_ports").elements, [Elem::Port(80), Elem::Port(443), Elem::Ports(8000, 8080)]);
+        let text = to_text(&net, &net.controllers[0]);
+        assert!(text.contains(
+            "\tset fwset_web_ports {\n\t\ttype inet_service\n\t\tflags interval\n\t\telements = { 80, 443, 8000-8080 }\n\t}\n"
+        ));
+        assert!(
+            text.contains("\tset tag_web {\n\t\ttype ipv4_addr\n\t\telements = { 100.127.0.50, 100.127.0.51 }\n\t}\n")
+        );
+    }
+
+    #[test]
+    fn deterministic() {
+        let net = network(TEN_ENGINES);
+        let c = &net.controllers[0];
+        assert_eq!(to_json(&ruleset(&net, c)), to_json(&ruleset(&net, c)));
+        assert_eq!(to_text(&net, c), to_text(&net, c));
+        assert!(to_json(&ruleset(&net, c)).ends_with("}\n"));
+    }
 }
