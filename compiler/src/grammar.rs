@@ -115,7 +115,7 @@ static CORES: NodeSpec = NodeSpec {
     ..node("cores", "CPU cores of the host; engines >= cores is a warning (cores-1 is ideal).")
 };
 
-static ENGINES: NodeSpec = NodeSpec {
+pub static ENGINES: NodeSpec = NodeSpec {
     args: &[v("count", Ty::Integer { min: 1, max: 254 }, true, "number of engines")],
     props: &[
         v("subnet", Ty::Cidr, true, "plugin subnet: plugin0 takes its first host, engine k host 1+k"),
@@ -139,7 +139,7 @@ pub static CONTROLLER: NodeSpec = NodeSpec {
     ..node("controller", "A Linux host running the OpenVPN server, its engines and its firewall.")
 };
 
-static LINK: NodeSpec = NodeSpec {
+pub static LINK: NodeSpec = NodeSpec {
     args: &[
         v("from", Ty::Name, true, "one controller"),
         v("to", Ty::Name, true, "the other controller"),

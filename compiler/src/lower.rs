@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 
+use crate::grammar;
 use crate::model::*;
 use crate::syntax::{RawDoc, RawNode, RawValue, Scalar};
 use crate::values;
@@ -14,8 +15,8 @@ pub fn lower(doc: &RawDoc) -> Topology {
             "topology" if t.name.is_none() => t.name = arg_str(n, 0),
             "overlay" if t.overlay.is_none() => t.overlay = arg(n, 0).and_then(|v| read(v, values::cidr)),
             "license" => {
-                t.license.controllers = n.prop("controllers").and_then(u32_of);
-                t.license.clients = n.prop("clients").and_then(u32_of);
+                t.license.controllers = bounded(n, &grammar::LICENSE, "controllers");
+                t.license.clients = bounded(n, &grammar::LICENSE, "clients");
             }
             "controller" => t.controllers.extend(controller(n)),
             "peering" => t.peering = peering(n),
@@ -54,6 +55,15 @@ fn u32_of(v: &RawValue) -> Option<Sp<u32>> {
     }
 }
 
+/// An integer within the grammar's bounds for `key` on `spec`; out-of-range values were
+/// reported by the shape checker and must not reach the model (a huge count or cost would
+/// exhaust memory or overflow path costs).
+fn bounded(n: &RawNode, spec: &grammar::NodeSpec, key: &str) -> Option<Sp<u32>> {
+    let v = n.prop(key)?;
+    let grammar::Ty::Integer { min, max } = spec.value(key)?.ty else { return None };
+    values::integer(v, min, max).ok().and_then(|x| u32::try_from(x).ok()).map(|x| Sp::new(x, v.span))
+}
+
 fn bool_of(v: &RawValue) -> Option<bool> {
     match v.value {
         Scalar::Bool(b) => Some(b),
@@ -74,14 +84,14 @@ fn controller(n: &RawNode) -> Option<Controller> {
         .and_then(|c| arg_str(c, 0))
         .filter(|s| values::interface(s).is_ok())
         .unwrap_or_else(|| Sp::new(DEFAULT_INTERFACE.to_string(), name.span));
-    let cores = n.child("cores").and_then(|c| arg(c, 0)).and_then(u32_of).filter(|c| c.value >= 1);
+    let cores = n.child("cores").and_then(|c| arg(c, 0)).and_then(|v| values::integer(v, 1, 4096).ok().map(|c| Sp::new(c as u32, v.span)));
     let engines = n.child("engines").and_then(|e| {
         let count = arg(e, 0).and_then(|v| values::integer(v, 1, 254).ok().map(|c| Sp::new(c as u32, v.span)))?;
         Some(Engines {
             count,
             subnet: e.prop("subnet").and_then(|v| read(v, values::cidr)),
-            seed: e.prop("seed").and_then(u32_of).map_or(DEFAULT_SEED, |s| s.value),
-            offset: e.prop("offset").and_then(u32_of).map_or(DEFAULT_MARK_OFFSET, |s| s.value),
+            seed: bounded(e, &grammar::ENGINES, "seed").map_or(DEFAULT_SEED, |s| s.value),
+            offset: bounded(e, &grammar::ENGINES, "offset").map_or(DEFAULT_MARK_OFFSET, |s| s.value),
             span: e.span,
         })
     });
@@ -96,7 +106,7 @@ fn peering(n: &RawNode) -> Peering {
             Some(Link {
                 a: arg_str(l, 0)?,
                 b: arg_str(l, 1)?,
-                cost: l.prop("cost").and_then(u32_of).filter(|c| c.value >= 1).map_or(DEFAULT_LINK_COST, |c| c.value),
+                cost: bounded(l, &grammar::LINK, "cost").map_or(DEFAULT_LINK_COST, |c| c.value),
                 span: l.span,
             })
         })
@@ -128,7 +138,7 @@ fn client(n: &RawNode) -> Option<Client> {
 }
 
 fn client_group(n: &RawNode) -> Vec<Client> {
-    let (Some(prefix), Some(count)) = (name_arg(n), n.prop("count").and_then(u32_of)) else {
+    let (Some(prefix), Some(count)) = (name_arg(n), bounded(n, &grammar::CLIENTS, "count")) else {
         return Vec::new();
     };
     let tags = tags_of(n);

@@ -109,12 +109,12 @@ pub fn host(text: &str) -> Result<Host, Refusal> {
 pub fn interface(text: &str) -> Result<(), Refusal> {
     let ok = !text.is_empty()
         && text.len() <= 15
-        && text.chars().all(|c| c.is_ascii_graphic() && c != '/' && c != '"');
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'));
     if ok {
         Ok(())
     } else {
         Err(refuse(Code::InvalidName, format!("`{text}` is not an interface name"), "invalid interface name")
-            .help("Linux interface names are 1-15 printable characters without '/'"))
+            .help("use 1-15 letters, digits, '-', '_', '.', '@' or ':' (no wildcards)"))
     }
 }
 

@@ -51,6 +51,8 @@ fn every_artifact_of_every_example() {
         let artifacts = compile(&path);
         assert!(artifacts.iter().any(|(p, _)| p.ends_with("nftables.json")), "{stem}: no nftables.json");
         settings().bind(|| {
+            let links: String = artifacts.links().iter().map(|(path, target)| format!("{path} -> {target}\n")).collect();
+            insta::assert_snapshot!(format!("{stem}__links"), links);
             for (artifact, content) in artifacts.iter() {
                 let name = format!("{stem}__{}", artifact.replace('/', "__"));
                 insta::with_settings!({ description => format!("{stem}: {artifact}") }, {
@@ -85,7 +87,7 @@ fn kdl_and_toml_forms_give_identical_artifacts_and_checksum() {
         for (path, content) in a.iter() {
             assert_eq!(Some(content.as_str()), b.get(path), "{}: {path} differs between KDL and TOML", kdl.display());
         }
-        assert_eq!(a.0.len(), b.0.len(), "{}: different artifact sets", kdl.display());
+        assert_eq!(a, b, "{}: different artifact sets", kdl.display());
     }
 }
 

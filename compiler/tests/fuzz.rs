@@ -21,9 +21,6 @@ fn config() -> Config {
 
 /// Analyses `text` as `name` and checks every invariant; Err describes the first broken one.
 fn check(name: &str, text: &str) -> Result<(), TestCaseError> {
-    if known_bug(text) {
-        return Ok(());
-    }
     let analysis = analyze(SourceFile::new(name, text));
     invariants(&analysis, text)
 }
@@ -67,36 +64,6 @@ fn invariants(analysis: &Analysis, text: &str) -> Result<(), TestCaseError> {
         analysis.diagnostics
     );
     Ok(())
-}
-
-/// Values above the grammar's caps that the lowering still uses, with the #[ignore]d test that
-/// shows each (a property, its cap). Until those are fixed the fuzzers skip such inputs, so the
-/// suite does not fail at random on a known bug. Delete an entry once its test passes.
-const KNOWN_BUGS: &[(&str, u128)] = &[
-    ("count", 1_000_000), // huge_client_group_is_not_expanded
-    ("cost", 65_535),     // huge_link_cost_does_not_overflow
-];
-
-fn known_bug(text: &str) -> bool {
-    KNOWN_BUGS.iter().any(|&(key, cap)| above(text, key, cap))
-}
-
-/// Whether some `KEY=N` / `KEY = N` in `text` has N (decimal, hex, octal or binary) above `cap`.
-fn above(text: &str, key: &str, cap: u128) -> bool {
-    text.match_indices(key).any(|(i, _)| {
-        let rest = text[i + key.len()..].trim_start_matches([' ', '\t', '"', '\'']);
-        let Some(rest) = rest.strip_prefix('=') else { return false };
-        let rest = rest.trim_start_matches([' ', '\t']).trim_start_matches('+');
-        let (radix, digits) = match rest.get(..2) {
-            Some("0x" | "0X") => (16, &rest[2..]),
-            Some("0o" | "0O") => (8, &rest[2..]),
-            Some("0b" | "0B") => (2, &rest[2..]),
-            _ => (10, rest),
-        };
-        let digits: String =
-            digits.chars().take_while(|c| c.is_digit(radix) || *c == '_').filter(|c| *c != '_').collect();
-        !digits.is_empty() && u128::from_str_radix(&digits, radix).map_or(true, |n| n > cap)
-    })
 }
 
 /// Both front ends get every random text.
@@ -517,32 +484,18 @@ fn every_truncation_of_every_example() {
     }
 }
 
+/// Regression (found by fuzzing): a client group's count above the cap was refused by the shape
+/// checker but still expanded by the lowering, aborting the process out of memory.
 #[test]
-fn known_bugs_are_recognised() {
-    assert!(known_bug("clients \"b\" count=4294967295"));
-    assert!(known_bug("count = 0xFFFF_FFFF"));
-    assert!(known_bug("count=99999999999999999999999999999999999999999"));
-    assert!(known_bug("link \"a\" \"b\" cost=65536"));
-    assert!(!known_bug("clients \"b\" count=3 tags=\"x\""));
-    assert!(!known_bug("count = 1_000_000\ncost = 0xFFFF"));
-}
-
-/// A client group's count above the cap is refused by the shape checker, but the lowering still
-/// expands it (`lower::client_group` reads any u32): this one aborts the process with "memory
-/// allocation of 549755813760 bytes failed"; smaller excesses take ~1.7 s per million clients.
-#[test]
-#[ignore = "aborts (out of memory): clients count above 1_000_000 is still expanded by lower::client_group"]
 fn huge_client_group_is_not_expanded() {
     let text = "topology \"t\"\noverlay \"100.127.255.192/26\"\nclients \"b\" count=4294967295\n";
     let analysis = analyze(SourceFile::new("huge.kdl", text));
     assert!(analysis.has_errors());
 }
 
-/// A link cost above the cap (65535) is refused by the shape checker, but the lowering keeps any
-/// u32 (`lower.rs`, `u32_of` for `cost`) and `peering::Mesh::new` runs petgraph's dijkstra over it,
-/// whose `u32` addition overflows. Found by `mutated_examples` on partial-mesh.toml.
+/// Regression (found by fuzzing a mutated partial-mesh.toml): a link cost above the cap reached
+/// the peering graph, where path costs overflowed u32.
 #[test]
-#[ignore = "panics: link cost above 65535 overflows u32 in petgraph dijkstra (peering::Mesh::new)"]
 fn huge_link_cost_does_not_overflow() {
     let text = r#"
 topology "t"

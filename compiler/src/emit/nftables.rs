@@ -11,7 +11,9 @@
 //! - `firewall` (regular): the firewall rules in order, first match wins, then the policy.
 //!
 //! [`plan`] decides the ruleset once as a small IR ([`ir`]); `json` and `text` only render it, so
-//! the JSON that is applied and the nft text that is reviewed cannot disagree.
+//! the JSON that is applied and the nft text that is reviewed cannot disagree. The sets and the
+//! `firewall` chain are the same on every controller: a [`Renderer`] plans and renders them once
+//! per topology and splices each controller's own chains in.
 
 pub mod ir;
 mod json;
@@ -54,11 +56,107 @@ pub fn to_json(r: &::nftables::schema::Nftables<'_>) -> String {
 
 /// The same ruleset in nft syntax (`nft -f` input, an atomic replace of the table).
 pub fn to_text(net: &Network, c: &ControllerNet) -> String {
-    let header = [
+    Renderer::new(net).text(net, c)
+}
+
+/// Renders the rulesets of a topology's controllers. Every controller's ruleset holds the same
+/// named sets and the same `firewall` chain, which can be most of it (tens of thousands of set
+/// elements); `new` plans and renders that part once, and each controller then plans and renders
+/// only its base chains and splices the pieces together, in the order of [`ruleset`].
+#[derive(Clone, Debug)]
+pub struct Renderer {
+    /// JSON from the document's opening through the table commands and the sets.
+    json_head: String,
+    /// `,\n` and the object that adds the `firewall` chain.
+    json_firewall_chain: String,
+    /// `,\n` and the `firewall` chain's rules, then the document's closing.
+    json_tail: String,
+    /// nft text from the table commands through the sets.
+    text_head: String,
+    /// Whether `text_head` holds a set, so a separator goes before the first chain.
+    text_sets: bool,
+    /// The separator, the `firewall` chain, the table's closing brace.
+    text_tail: String,
+}
+
+impl Renderer {
+    /// Plans the named sets and the `firewall` chain of `net` and renders them in both forms.
+    pub fn new(net: &Network) -> Renderer {
+        let shared = plan::shared(net);
+        let mut elements = json::Elements::default();
+
+        let mut json_head = String::from(json::OPEN);
+        let [first, rest @ ..] = json::table_commands();
+        elements.write(&mut json_head, &first);
+        elements.write_each(&mut json_head, rest);
+        elements.write_each(&mut json_head, shared.sets.iter().map(json::set));
+        let mut json_firewall_chain = String::new();
+        elements.write_each(&mut json_firewall_chain, [json::chain(&shared.firewall)]);
+        let mut json_tail = String::new();
+        elements.write_each(&mut json_tail, shared.firewall.rules.iter().map(|r| json::rule(shared.firewall.name, r)));
+        json_tail.push_str(json::CLOSE);
+
+        let mut text_head = String::new();
+        text::open(&mut text_head);
+        for (i, set) in shared.sets.iter().enumerate() {
+            if i > 0 {
+                text_head.push_str(text::SEPARATOR);
+            }
+            text::named_set(&mut text_head, set);
+        }
+        // The firewall chain always follows a base chain.
+        let mut text_tail = String::from(text::SEPARATOR);
+        text::chain(&mut text_tail, &shared.firewall);
+        text_tail.push_str(text::CLOSE);
+
+        Renderer { json_head, json_firewall_chain, json_tail, text_head, text_sets: !shared.sets.is_empty(), text_tail }
+    }
+
+    /// The ruleset of `c` as `nft -j -f` input: `to_json(&ruleset(net, c))`. `net` must be the
+    /// network this renderer was made from.
+    pub fn json(&self, net: &Network, c: &ControllerNet) -> String {
+        let chains = plan::local(net, c);
+        let mut elements = json::Elements::default();
+        let mut local_chains = String::new();
+        elements.write_each(&mut local_chains, chains.iter().map(json::chain));
+        let mut local_rules = String::new();
+        for chain in &chains {
+            elements.write_each(&mut local_rules, chain.rules.iter().map(|r| json::rule(chain.name, r)));
+        }
+        concat(&[&self.json_head, &local_chains, &self.json_firewall_chain, &local_rules, &self.json_tail])
+    }
+
+    /// The ruleset of `c` in nft syntax (`nft -f` input, an atomic replace of the table). `net`
+    /// must be the network this renderer was made from.
+    pub fn text(&self, net: &Network, c: &ControllerNet) -> String {
+        let mut head = String::new();
+        text::header(&mut head, &text_header(net, c));
+        let mut local = String::new();
+        for (i, chain) in plan::local(net, c).iter().enumerate() {
+            if i > 0 || self.text_sets {
+                local.push_str(text::SEPARATOR);
+            }
+            text::chain(&mut local, chain);
+        }
+        concat(&[&head, &self.text_head, &local, &self.text_tail])
+    }
+}
+
+/// The comment lines at the top of the nft text.
+fn text_header(net: &Network, c: &ControllerNet) -> [String; 2] {
+    [
         format!("meshwork: nftables ruleset of controller \"{}\" (id {}), topology \"{}\"", c.name, c.id, net.name),
         format!("Load with `nft -f`: it replaces table {FAMILY} {TABLE} atomically and touches nothing else."),
-    ];
-    text::render(&plan::build(net, c), &header)
+    ]
+}
+
+/// The parts in one allocation of the exact size.
+fn concat(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        out.push_str(p);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -122,6 +220,108 @@ firewall policy="accept" {
     deny from="x" to="any" proto="tcp" port=25
 }
 "#;
+
+    /// Engines on two controllers (one set with its own seed and offset), one without; a partial
+    /// mesh with a peer known by name; tags, fwsets of both kinds, rules of every shape.
+    const MIXED: &str = r#"
+topology "mixed"
+overlay "100.126.0.0/22"
+controller "a" id=1 {
+    address "192.0.2.1"
+    interface "ens3"
+    engines 10 subnet="198.51.100.0/27"
+    lan "10.1.0.0/16"
+}
+controller "b" id=2 {
+    address "192.0.2.2"
+    engines 1 subnet="198.51.100.32/29" seed=7 offset=0x4000
+}
+controller "c" id=3 {
+    address "peer-c.example.net"
+}
+controller "d" id=4 {
+    address "192.0.2.4"
+}
+peering "partial" {
+    link "a" "b"
+    link "b" "c"
+    link "a" "c" cost=5
+    link "c" "d"
+}
+client "web-1" tags="web,all"
+client "web-2" tags="web,all"
+client "db-1" tags="db,all"
+clients "batch" count=20 tags="batch,all"
+fwset "office" type="net" {
+    net "203.0.113.0/24"
+    net "203.0.113.0/25"
+    net "198.18.0.1"
+}
+fwset "ports" type="port" {
+    port 80
+    port 443
+    port "8000-8080"
+}
+firewall policy="drop" {
+    allow from="tag:web" to="tag:db" proto="tcp" port=5432
+    deny from="tag:batch" to="tag:db"
+    allow from="fwset:office" to="tag:web" proto="tcp" port="fwset:ports"
+    allow from="tag:all" to="controller:a" proto="udp" port="8000-8080"
+    allow from="db-1" to="any" proto="icmp"
+    allow from="any" to="100.126.0.0/22"
+}
+"#;
+
+    #[test]
+    fn renderer_is_sync() {
+        fn sync<T: Send + Sync>() {}
+        sync::<Renderer>();
+        sync::<crate::emit::vns3::Renderer>();
+    }
+
+    /// serde_json's pretty printer lays the document out as `json::Elements` splices it.
+    #[test]
+    fn json_document_is_its_objects_spliced() {
+        for kdl in [TEN_ENGINES, THREE_PEERS, MIXED] {
+            let net = network(kdl);
+            for c in &net.controllers {
+                let r = ruleset(&net, c);
+                let mut spliced = String::from(json::OPEN);
+                let mut elements = json::Elements::default();
+                let (first, rest) = r.objects.split_first().unwrap();
+                elements.write(&mut spliced, first);
+                elements.write_each(&mut spliced, rest.iter().cloned());
+                spliced.push_str(json::CLOSE);
+                assert_eq!(spliced, to_json(&r), "controller {}", c.name);
+            }
+        }
+    }
+
+    /// One renderer for all controllers gives what each controller's ruleset rendered whole
+    /// gives, and what a renderer of its own gives.
+    #[test]
+    fn renderer_matches_the_whole_ruleset() {
+        for kdl in [TEN_ENGINES, THREE_PEERS, MIXED] {
+            let net = network(kdl);
+            let nft = Renderer::new(&net);
+            let vns3 = crate::emit::vns3::Renderer::new(&net);
+            for c in &net.controllers {
+                assert_eq!(nft.json(&net, c), to_json(&ruleset(&net, c)), "controller {}", c.name);
+                let text = nft.text(&net, c);
+                assert_eq!(text, text::render(&plan::build(&net, c), &text_header(&net, c)), "controller {}", c.name);
+                assert_eq!(text, to_text(&net, c));
+                assert_eq!(vns3.firewall(&net, c), crate::emit::vns3::firewall(&net, c), "controller {}", c.name);
+            }
+        }
+        // Both VNS3 variants, sets, engines and peers were exercised.
+        let net = network(MIXED);
+        let vns3 = crate::emit::vns3::Renderer::new(&net);
+        let a = vns3.firewall(&net, net.controller("a").unwrap());
+        let d = vns3.firewall(&net, net.controller("d").unwrap());
+        assert!(a.contains("-i tun0,plugin0 ") && !d.contains("plugin0") && d.contains("# fwset tag_web "));
+        let text = to_text(&net, net.controller("a").unwrap());
+        assert!(text.contains("mw-p2") && text.contains("set tag_web {") && text.contains("chain prerouting {"));
+    }
 
     fn rules_of<'a>(rs: &'a ir::Ruleset, chain: &str) -> &'a [ir::Rule] {
         &rs.chain(chain).unwrap_or_else(|| panic!("no chain {chain}")).rules

@@ -80,7 +80,7 @@ pub fn peer_port(a: u32, b: u32) -> u16 {
 }
 
 pub fn configs(net: &Network, c: &ControllerNet) -> Vec<(String, String)> {
-    let mut out = Vec::with_capacity(1 + net.clients.len() + 16);
+    let mut out = Vec::with_capacity(16);
     let pushes = pushed_routes(net);
     out.push((SERVER_CONF.to_string(), server_conf(net, c, &pushes)));
     if let Some(set) = &c.engines {
@@ -88,16 +88,19 @@ pub fn configs(net: &Network, c: &ControllerNet) -> Vec<(String, String)> {
             out.push((engine_conf(e.index), engine_conf_text(net, c, e, &pushes)));
         }
     }
-    let mask = net.overlay.netmask().to_string();
-    for client in &net.clients {
-        out.push((format!("{CCD_DIR}/{}", client.name), ccd(net, client, &mask)));
-    }
     for remote in net.mesh.neighbours(&c.name) {
         if let Some(r) = net.controller(&remote) {
             out.push((peer_conf(&r.name), peer(net, c, r)));
         }
     }
     out
+}
+
+/// Every client's ccd file, as (client name, content). They are the same on every controller,
+/// so the build writes them once (`ccd/<client>`) and each controller's `openvpn/ccd` links there.
+pub fn ccd_files(net: &Network) -> Vec<(&str, String)> {
+    let mask = net.overlay.netmask().to_string();
+    net.clients.iter().map(|client| (client.name.as_str(), ccd(net, client, &mask))).collect()
 }
 
 /// `push "route ..."` lines for every controller's LANs: clients reach every LAN of the
@@ -343,9 +346,6 @@ client "roam" ip="100.127.255.200" redirect-gateway=#true
         assert_eq!(
             paths,
             [
-                "ccd/gone",
-                "ccd/roam",
-                "ccd/web-1",
                 "engine-1.conf",
                 "engine-2.conf",
                 "peer-a.conf",
@@ -427,23 +427,19 @@ client "roam" ip="100.127.255.200" redirect-gateway=#true
     #[test]
     fn ccd_files() {
         let n = net(MESH);
-        let f = files(&n, "c");
+        let f: std::collections::BTreeMap<&str, String> = super::ccd_files(&n).into_iter().collect();
         let web = n.clients.iter().find(|c| c.name == "web-1").unwrap();
         assert_eq!(
-            f["ccd/web-1"],
+            f["web-1"],
             format!("# meshwork: client web-1 of topology t\nifconfig-push {} 255.255.255.192\n", web.ip)
         );
-        assert_eq!(f["ccd/gone"], "# meshwork: client gone of topology t (revoked)\ndisable\n");
+        assert_eq!(f["gone"], "# meshwork: client gone of topology t (revoked)\ndisable\n");
         assert_eq!(
-            f["ccd/roam"],
+            f["roam"],
             "# meshwork: client roam of topology t\nifconfig-push 100.127.255.200 255.255.255.192\n\
              push \"redirect-gateway def1\"\n"
         );
-        // The same on every controller, so failover keeps the address.
-        let g = files(&n, "a");
-        for k in ["ccd/web-1", "ccd/gone", "ccd/roam"] {
-            assert_eq!(f[k], g[k]);
-        }
+        assert_eq!(f.len(), n.clients.len());
     }
 
     #[test]

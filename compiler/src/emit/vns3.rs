@@ -18,25 +18,75 @@ use crate::network::{CLIENT_PORT, ControllerNet, EngineSet, Network, PLUGIN_BRID
 const PREROUTING: &str = "PREROUTING_CUST";
 const FORWARD: &str = "FORWARD_CUST";
 
+/// The VNS3 firewall of controller `c`.
 pub fn firewall(net: &Network, c: &ControllerNet) -> String {
-    let fw = &net.firewall;
-    let names = SetNames::new(fw);
-    let members: usize =
-        fw.tags.values().map(Vec::len).sum::<usize>() + fw.net_sets.values().map(Vec::len).sum::<usize>();
-    let mut out = String::with_capacity(1024 + 18 * members + 160 * fw.rules.len());
-    let _ = writeln!(
-        out,
-        "# meshwork: VNS3 firewall of controller \"{}\" (id {}), topology \"{}\"",
-        c.name, c.id, net.name
-    );
-    header(&mut out, net, &names);
-    if let Some(e) = &c.engines {
-        engines(&mut out, c, e);
+    Renderer::new(net).firewall(net, c)
+}
+
+/// Renders the VNS3 firewalls of a topology's controllers. The sets in the header and the
+/// firewall rules are the same on every controller but for the interfaces the rules name (tun0,
+/// and plugin0 with engines); `new` renders them once per variant the topology uses, and each
+/// controller adds its first line and engine lines.
+#[derive(Clone, Debug)]
+pub struct Renderer {
+    /// The sets, as comment lines.
+    sets: String,
+    /// The firewall rules and the policy, for a controller without and with engines; None for a
+    /// variant no controller of the topology needs.
+    rules: [Option<String>; 2],
+}
+
+impl Renderer {
+    pub fn new(net: &Network) -> Renderer {
+        let names = SetNames::new(&net.firewall);
+        let mut sets = String::new();
+        header(&mut sets, net, &names);
+        let with_engines = |engines: bool| {
+            net.controllers.iter().any(|c| c.engines.is_some() == engines).then(|| rules(net, &names, engines))
+        };
+        Renderer { sets, rules: [with_engines(false), with_engines(true)] }
     }
-    let ifaces = if c.engines.is_some() { format!("{TUN_DEVICE},{PLUGIN_BRIDGE}") } else { TUN_DEVICE.to_string() };
+
+    /// The VNS3 firewall of `c`; `net` must be the network this renderer was made from.
+    pub fn firewall(&self, net: &Network, c: &ControllerNet) -> String {
+        let mut local = String::with_capacity(256);
+        let _ = writeln!(
+            local,
+            "# meshwork: VNS3 firewall of controller \"{}\" (id {}), topology \"{}\"",
+            c.name, c.id, net.name
+        );
+        let head = local.len();
+        if let Some(e) = &c.engines {
+            engines(&mut local, c, e);
+        }
+        let variant = usize::from(c.engines.is_some());
+        let rendered;
+        let rules = match &self.rules[variant] {
+            Some(r) => r,
+            None => {
+                rendered = rules(net, &SetNames::new(&net.firewall), c.engines.is_some());
+                &rendered
+            }
+        };
+        let mut out = String::with_capacity(local.len() + self.sets.len() + rules.len());
+        out.push_str(&local[..head]);
+        out.push_str(&self.sets);
+        out.push_str(&local[head..]);
+        out.push_str(rules);
+        out
+    }
+}
+
+/// The firewall rules in order, then the policy, for a controller with or without engines.
+fn rules(net: &Network, names: &SetNames, engines: bool) -> String {
+    let fw = &net.firewall;
+    let ifaces = if engines { format!("{TUN_DEVICE},{PLUGIN_BRIDGE}") } else { TUN_DEVICE.to_string() };
+    let mut out = String::with_capacity(256 + 200 * fw.rules.len());
     for r in &fw.rules {
-        let _ = writeln!(out, "# rule {}: {}", r.number, r.describe().replace(|c: char| c.is_control(), " "));
-        rule(&mut out, &ifaces, r, &names);
+        let _ = write!(out, "# rule {}: ", r.number);
+        out.extend(r.describe().chars().map(|c| if c.is_control() { ' ' } else { c }));
+        out.push('\n');
+        rule(&mut out, &ifaces, r, names);
     }
     match fw.policy {
         Action::Drop => {
@@ -59,9 +109,9 @@ fn header(out: &mut String, net: &Network, names: &SetNames) {
     out.push_str("#\n# Sets (ipsets) used below; tag sets hold the tagged clients' addresses:\n");
     let line = |out: &mut String, name: &str, kind: &str, elems: Vec<Elem>| {
         let _ = write!(out, "# fwset {name} type={kind}:");
-        for (i, e) in elems.iter().enumerate() {
+        for (i, e) in elems.into_iter().enumerate() {
             out.push_str(if i == 0 { " " } else { ", " });
-            let _ = write!(out, "{e}");
+            e.push_to(out);
         }
         out.push('\n');
     };
@@ -86,14 +136,14 @@ fn engines(out: &mut String, c: &ControllerNet, e: &EngineSet) {
         c.interface,
         e.modulus(),
         e.seed,
-        hex(e.offset)
+        Hex(e.offset)
     );
-    let _ = writeln!(out, "{PREROUTING} -p udp --dport {CLIENT_PORT} -m mark --mark {} -j ACCEPT", hex(e.offset));
+    let _ = writeln!(out, "{PREROUTING} -p udp --dport {CLIENT_PORT} -m mark --mark {} -j ACCEPT", Hex(e.offset));
     for engine in &e.engines {
         let _ = writeln!(
             out,
             "{PREROUTING} -p udp --dport {CLIENT_PORT} -m mark --mark {} -j DNAT --to-destination {}:{CLIENT_PORT}",
-            hex(engine.mark),
+            Hex(engine.mark),
             engine.plugin_ip
         );
     }
@@ -102,8 +152,12 @@ fn engines(out: &mut String, c: &ControllerNet, e: &EngineSet) {
 }
 
 /// A mark as DESIGN writes it: `0x` and uppercase hex digits (the 10th engine is 0x100A).
-fn hex(n: u32) -> String {
-    format!("0x{n:X}")
+struct Hex(u32);
+
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0x{:X}", self.0)
+    }
 }
 
 /// One firewall rule; two lines (tcp and udp) when a port is given without a protocol, and a
@@ -117,22 +171,27 @@ fn rule(out: &mut String, ifaces: &str, r: &CompiledRule, names: &SetNames) {
         Action::Accept => "ACCEPT",
         Action::Drop => "DROP",
     };
-    let port = r.port.as_ref().map(|p| match &p.spec {
-        PortSpec::FwSet(set) => format!(" -m set --match-set {} dst", names.port(set)),
-        PortSpec::Range(_) => {
-            let ports: Vec<String> = port_elems(&p.ranges)
-                .iter()
-                .map(|e| match *e {
-                    Elem::Ports(lo, hi) => format!("{lo}:{hi}"),
-                    other => other.to_string(),
-                })
-                .collect();
-            if ports.len() == 1 {
-                format!(" --dport {}", ports[0])
-            } else {
-                format!(" -m multiport --dports {}", ports.join(","))
+    let port = r.port.as_ref().map(|p| {
+        let mut s = String::new();
+        match &p.spec {
+            PortSpec::FwSet(set) => {
+                let _ = write!(s, " -m set --match-set {} dst", names.port(set));
+            }
+            PortSpec::Range(_) => {
+                let ports = port_elems(&p.ranges);
+                s.push_str(if ports.len() == 1 { " --dport " } else { " -m multiport --dports " });
+                for (i, e) in ports.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    let _ = match *e {
+                        Elem::Ports(lo, hi) => write!(s, "{lo}:{hi}"),
+                        other => write!(s, "{other}"),
+                    };
+                }
             }
         }
+        s
     });
     let protos: &[&str] = match (r.proto, &port) {
         (Some(p), _) => &[p.name()],
@@ -153,20 +212,27 @@ fn rule(out: &mut String, ifaces: &str, r: &CompiledRule, names: &SetNames) {
 
 /// ` -s ADDR[,ADDR]`, ` -m set --match-set NAME src`, or empty for any. None: no address.
 fn address(m: &AddrMatch, flag: &str, dir: &str, names: &SetNames) -> Option<String> {
-    match &m.selector {
-        _ if m.any => Some(String::new()),
-        Selector::Any => Some(String::new()),
-        Selector::Tag(tag) => Some(format!(" -m set --match-set {} {dir}", names.tag(tag))),
-        Selector::FwSet(set) => Some(format!(" -m set --match-set {} {dir}", names.net(set))),
+    let set = match &m.selector {
+        _ if m.any => return Some(String::new()),
+        Selector::Any => return Some(String::new()),
+        Selector::Tag(tag) => names.tag(tag),
+        Selector::FwSet(set) => names.net(set),
         Selector::Overlay | Selector::Client(_) | Selector::Controller(_) | Selector::Net(_) => {
             let elems = net_elems(m.hosts.iter().map(|h| Ipv4Net::from(*h)).chain(m.nets.iter().copied()));
             if elems.is_empty() {
                 return None;
             }
-            let list: Vec<String> = elems.iter().map(Elem::to_string).collect();
-            Some(format!(" {flag} {}", list.join(",")))
+            let mut s = format!(" {flag} ");
+            for (i, e) in elems.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                e.push_to(&mut s);
+            }
+            return Some(s);
         }
-    }
+    };
+    Some(format!(" -m set --match-set {set} {dir}"))
 }
 
 #[cfg(test)]

@@ -1,17 +1,20 @@
-//! `meshwork build FILE -o DIR`: compile and write every artifact. The directory is written
-//! beside its destination and swapped in at the end, so a failure leaves the old one intact.
+//! `meshwork build FILE -o DIR`: compile and write every artifact. Files are written as they
+//! are rendered into a staging directory beside the destination, which is swapped in at the
+//! end, so a failure leaves the old directory intact and nothing half-written in its place.
 
+use std::collections::HashSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use meshwork_compiler::artifacts::{self, CHECKSUM_PATH};
+use meshwork_compiler::artifacts::{self, Artifact, CHECKSUM_PATH};
 
 use crate::input::{self, CliError};
 
 pub fn run(file: &Path, out: &Path) -> Result<ExitCode, CliError> {
     let (_analysis, net) = input::network(file)?;
-    let artifacts = artifacts::build(&net);
     let fail = |what: &str, path: &Path, e: std::io::Error| CliError::Message(format!("cannot {what} {}: {e}", path.display()));
     if out.exists() && !out.join(CHECKSUM_PATH).exists() && fs::read_dir(out).map_err(|e| fail("read", out, e))?.next().is_some() {
         return Err(CliError::Message(format!(
@@ -21,35 +24,58 @@ pub fn run(file: &Path, out: &Path) -> Result<ExitCode, CliError> {
     }
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "build".into());
     let staging = out.with_file_name(format!(".{name}.meshwork-{}", std::process::id()));
-    let result = write_all(&staging, &artifacts);
-    if let Err(e) = result {
-        let _ = fs::remove_dir_all(&staging);
-        return Err(fail("write", &staging, e));
-    }
+    let writer = Writer::new(staging.clone());
+    let checksum = match artifacts::emit_all(&net, &|path, artifact| writer.write(path, artifact)) {
+        Ok(sum) => sum,
+        Err((path, e)) => {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(fail("write", &path, e));
+        }
+    };
     if out.exists() {
         fs::remove_dir_all(out).map_err(|e| fail("replace", out, e))?;
     }
     fs::rename(&staging, out).map_err(|e| fail("move into place", out, e))?;
     println!(
-        "Built {} files for {} controller(s) into {} (checksum {}).",
-        artifacts.0.len(),
+        "Built {} files for {} controller(s) into {} (checksum {checksum}).",
+        writer.files.load(Ordering::Relaxed),
         net.controllers.len(),
         out.display(),
-        artifacts.checksum()
     );
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_all(dir: &Path, artifacts: &meshwork_compiler::Artifacts) -> std::io::Result<()> {
-    let mut made = std::collections::BTreeSet::new();
-    for (path, content) in artifacts.iter() {
-        let target = dir.join(path);
+/// Writes artifacts under a root, creating each directory once.
+struct Writer {
+    root: PathBuf,
+    made: Mutex<HashSet<PathBuf>>,
+    files: AtomicUsize,
+}
+
+impl Writer {
+    fn new(root: PathBuf) -> Self {
+        Self { root, made: Mutex::new(HashSet::new()), files: AtomicUsize::new(0) }
+    }
+
+    fn write(&self, path: &str, artifact: Artifact<'_>) -> Result<(), (PathBuf, std::io::Error)> {
+        let target = self.root.join(path);
+        let with_path = |e| (target.clone(), e);
         if let Some(parent) = target.parent() {
-            if made.insert(parent.to_path_buf()) {
-                fs::create_dir_all(parent)?;
+            // Held while creating, so the other thread never writes into a directory that is
+            // recorded but not yet made.
+            let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+            if !made.contains(parent) {
+                fs::create_dir_all(parent).map_err(with_path)?;
+                made.insert(parent.to_path_buf());
             }
         }
-        fs::write(&target, content)?;
+        match artifact {
+            Artifact::File(content) => {
+                fs::write(&target, content).map_err(with_path)?;
+                self.files.fetch_add(1, Ordering::Relaxed);
+            }
+            Artifact::Link(to) => std::os::unix::fs::symlink(to, &target).map_err(with_path)?,
+        }
+        Ok(())
     }
-    Ok(())
 }

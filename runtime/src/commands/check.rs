@@ -31,7 +31,7 @@ pub fn run(files: &[PathBuf], format: OutputFormat, deny_warnings: bool) -> Resu
         let warnings = analysis.diagnostics.len() - errors;
         report.errors += errors;
         report.warnings += warnings;
-        let checksum = analysis.network.as_ref().map(|net| meshwork_compiler::artifacts::build(net).checksum().to_string());
+        let checksum = analysis.network.as_ref().map(meshwork_compiler::artifacts::checksum);
         match format {
             OutputFormat::Text => {
                 input::print_diagnostics(&analysis.file, &analysis.diagnostics);

@@ -61,6 +61,45 @@ impl std::fmt::Display for Elem {
     }
 }
 
+impl Elem {
+    /// Appends the element as [`Display`](std::fmt::Display) writes it, without the formatting
+    /// machinery: sets can hold tens of thousands of addresses.
+    pub fn push_to(self, out: &mut String) {
+        match self {
+            Elem::Addr(a) => push_addr(out, a),
+            Elem::Net(n) => {
+                push_addr(out, n.network());
+                out.push('/');
+                push_decimal(out, n.prefix_len());
+            }
+            Elem::Port(_) | Elem::Ports(..) => {
+                use std::fmt::Write;
+                let _ = write!(out, "{self}");
+            }
+        }
+    }
+}
+
+/// Appends `a` in dotted decimal, as `Ipv4Addr`'s `Display` writes it.
+pub fn push_addr(out: &mut String, a: Ipv4Addr) {
+    for (i, octet) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        push_decimal(out, octet);
+    }
+}
+
+fn push_decimal(out: &mut String, n: u8) {
+    if n >= 100 {
+        out.push(char::from(b'0' + n / 100));
+    }
+    if n >= 10 {
+        out.push(char::from(b'0' + n / 10 % 10));
+    }
+    out.push(char::from(b'0' + n % 10));
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chain {
     pub name: &'static str,

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::net::Ipv4Addr;
 
 use ::nftables::expr::{
     self, Expression, JHash, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, SetItem,
@@ -12,76 +13,132 @@ use ::nftables::stmt::{self, Counter, JumpTarget, Mangle, NAT, NATFamily, Operat
 use ::nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use super::TABLE;
-use super::ir::{ChainKind, Elem, Hook, Key, Ruleset, SetKind, Stmt, Value, Verdict};
+use super::ir::{Chain, ChainKind, Elem, Hook, Key, NamedSet, Rule, Ruleset, SetKind, Stmt, Value, Verdict, push_addr};
 
 const NF_FAMILY: NfFamily = NfFamily::INet;
 
 pub fn render(rs: &Ruleset) -> Nftables<'static> {
     let rules: usize = rs.chains.iter().map(|c| c.rules.len()).sum();
     let mut objects: Vec<NfObject<'static>> = Vec::with_capacity(3 + rs.sets.len() + rs.chains.len() + rules);
-    let table = || NfListObject::Table(schema::Table { family: NF_FAMILY, name: TABLE.into(), handle: None });
-    objects.push(NfObject::CmdObject(NfCmd::Add(table())));
-    objects.push(NfObject::CmdObject(NfCmd::Delete(table())));
-    objects.push(NfObject::CmdObject(NfCmd::Add(table())));
-    for set in &rs.sets {
-        objects.push(add(NfListObject::Set(Box::new(schema::Set {
-            family: NF_FAMILY,
-            table: TABLE.into(),
-            name: set.name.clone().into(),
-            handle: None,
-            set_type: SetTypeValue::Single(match set.kind {
-                SetKind::Addr => SetType::Ipv4Addr,
-                SetKind::Service => SetType::InetService,
-            }),
-            policy: None,
-            // One flag at most: the crate keeps flags in a HashSet, whose order is not fixed.
-            flags: set.interval.then(|| HashSet::from([SetFlag::Interval])),
-            elem: (!set.elements.is_empty()).then(|| set.elements.iter().map(elem).collect::<Vec<_>>().into()),
-            timeout: None,
-            gc_interval: None,
-            size: None,
-            comment: None,
-        }))));
-    }
-    for chain in &rs.chains {
-        let base = chain.base;
-        objects.push(add(NfListObject::Chain(schema::Chain {
-            family: NF_FAMILY,
-            table: TABLE.into(),
-            name: chain.name.into(),
-            newname: None,
-            handle: None,
-            _type: base.map(|b| match b.kind {
-                ChainKind::Filter => NfChainType::Filter,
-                ChainKind::Nat => NfChainType::NAT,
-            }),
-            hook: base.map(|b| match b.hook {
-                Hook::Prerouting => NfHook::Prerouting,
-                Hook::Input => NfHook::Input,
-                Hook::Forward => NfHook::Forward,
-            }),
-            prio: base.map(|b| b.priority.value()),
-            dev: None,
-            policy: base.map(|b| match b.policy {
-                Verdict::Drop => NfChainPolicy::Drop,
-                Verdict::Accept | Verdict::Jump(_) => NfChainPolicy::Accept,
-            }),
-        })));
-    }
-    for chain in &rs.chains {
-        for r in &chain.rules {
-            objects.push(add(NfListObject::Rule(schema::Rule {
-                family: NF_FAMILY,
-                table: TABLE.into(),
-                chain: chain.name.into(),
-                expr: r.stmts.iter().map(statement).collect::<Vec<_>>().into(),
-                handle: None,
-                index: None,
-                comment: r.comment.clone().map(Cow::Owned),
-            })));
-        }
+    objects.extend(table_commands());
+    objects.extend(rs.sets.iter().map(set));
+    objects.extend(rs.chains.iter().map(chain));
+    for c in &rs.chains {
+        objects.extend(c.rules.iter().map(|r| rule(c.name, r)));
     }
     Nftables { objects: objects.into() }
+}
+
+/// Add, delete and add the table: an idempotent replace in one transaction.
+pub fn table_commands() -> [NfObject<'static>; 3] {
+    let table = || NfListObject::Table(schema::Table { family: NF_FAMILY, name: TABLE.into(), handle: None });
+    [NfObject::CmdObject(NfCmd::Add(table())), NfObject::CmdObject(NfCmd::Delete(table())), add(table())]
+}
+
+/// `add set`, with its elements.
+pub fn set(set: &NamedSet) -> NfObject<'static> {
+    add(NfListObject::Set(Box::new(schema::Set {
+        family: NF_FAMILY,
+        table: TABLE.into(),
+        name: set.name.clone().into(),
+        handle: None,
+        set_type: SetTypeValue::Single(match set.kind {
+            SetKind::Addr => SetType::Ipv4Addr,
+            SetKind::Service => SetType::InetService,
+        }),
+        policy: None,
+        // One flag at most: the crate keeps flags in a HashSet, whose order is not fixed.
+        flags: set.interval.then(|| HashSet::from([SetFlag::Interval])),
+        elem: (!set.elements.is_empty()).then(|| set.elements.iter().map(elem).collect::<Vec<_>>().into()),
+        timeout: None,
+        gc_interval: None,
+        size: None,
+        comment: None,
+    })))
+}
+
+/// `add chain`, without its rules.
+pub fn chain(chain: &Chain) -> NfObject<'static> {
+    let base = chain.base;
+    add(NfListObject::Chain(schema::Chain {
+        family: NF_FAMILY,
+        table: TABLE.into(),
+        name: chain.name.into(),
+        newname: None,
+        handle: None,
+        _type: base.map(|b| match b.kind {
+            ChainKind::Filter => NfChainType::Filter,
+            ChainKind::Nat => NfChainType::NAT,
+        }),
+        hook: base.map(|b| match b.hook {
+            Hook::Prerouting => NfHook::Prerouting,
+            Hook::Input => NfHook::Input,
+            Hook::Forward => NfHook::Forward,
+        }),
+        prio: base.map(|b| b.priority.value()),
+        dev: None,
+        policy: base.map(|b| match b.policy {
+            Verdict::Drop => NfChainPolicy::Drop,
+            Verdict::Accept | Verdict::Jump(_) => NfChainPolicy::Accept,
+        }),
+    }))
+}
+
+/// `add rule` to chain `chain`.
+pub fn rule(chain: &'static str, r: &Rule) -> NfObject<'static> {
+    add(NfListObject::Rule(schema::Rule {
+        family: NF_FAMILY,
+        table: TABLE.into(),
+        chain: chain.into(),
+        expr: r.stmts.iter().map(statement).collect::<Vec<_>>().into(),
+        handle: None,
+        index: None,
+        comment: r.comment.clone().map(Cow::Owned),
+    }))
+}
+
+/// How `serde_json::to_string_pretty` lays out a whole [`Nftables`] document: its opening, then
+/// the objects of the `nftables` array separated by [`SEPARATOR`], each as an [`Elements`]
+/// writes it, then [`CLOSE`]. So a document can be spliced together from objects rendered
+/// separately (and some of them only once for every controller).
+pub const OPEN: &str = "{\n  \"nftables\": [\n";
+/// Between two objects of the array.
+pub const SEPARATOR: &str = ",\n";
+/// After the last object, with the trailing newline [`super::to_json`] adds.
+pub const CLOSE: &str = "\n  ]\n}\n";
+
+/// Writes objects as elements of the `nftables` array: pretty JSON (two-space indent), every line
+/// indented by four more spaces. Keeps one buffer for the serialiser between objects.
+#[derive(Default)]
+pub struct Elements {
+    buf: Vec<u8>,
+}
+
+impl Elements {
+    /// Appends `obj`, without a separator.
+    pub fn write(&mut self, out: &mut String, obj: &NfObject<'_>) {
+        self.buf.clear();
+        // The schema has no maps with non-string keys, so serialising cannot fail.
+        serde_json::to_writer_pretty(&mut self.buf, obj).expect("nftables schema serialises to JSON");
+        let json = std::str::from_utf8(&self.buf).expect("serde_json writes UTF-8");
+        // JSON strings escape control characters, so every newline is the printer's.
+        out.reserve(json.len() + 4 * (1 + json.bytes().filter(|&b| b == b'\n').count()));
+        for (i, line) in json.split('\n').enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str("    ");
+            out.push_str(line);
+        }
+    }
+
+    /// Appends each object, each preceded by [`SEPARATOR`].
+    pub fn write_each<'a>(&mut self, out: &mut String, objs: impl IntoIterator<Item = NfObject<'a>>) {
+        for obj in objs {
+            out.push_str(SEPARATOR);
+            self.write(out, &obj);
+        }
+    }
 }
 
 fn add(obj: NfListObject<'static>) -> NfObject<'static> {
@@ -121,11 +178,17 @@ fn string(s: impl Into<Cow<'static, str>>) -> Expression<'static> {
     Expression::String(s.into())
 }
 
+fn addr(a: Ipv4Addr) -> String {
+    let mut s = String::with_capacity(15);
+    push_addr(&mut s, a);
+    s
+}
+
 fn elem(e: &Elem) -> Expression<'static> {
     match *e {
-        Elem::Addr(a) => string(a.to_string()),
+        Elem::Addr(a) => string(addr(a)),
         Elem::Net(n) => Expression::Named(NamedExpression::Prefix(Prefix {
-            addr: Box::new(string(n.network().to_string())),
+            addr: Box::new(string(addr(n.network()))),
             len: u32::from(n.prefix_len()),
         })),
         Elem::Port(p) => Expression::Number(u32::from(p)),

@@ -16,17 +16,40 @@ use crate::model::{Action, Host, PortRange, PortSpec, Proto, Selector};
 use crate::network::{CLIENT_PORT, ControllerNet, EngineSet, Network, PLUGIN_BRIDGE, TUN_DEVICE};
 use crate::peering::{self, PEER_PORT_BASE};
 
-/// The whole ruleset of controller `c`.
+/// The whole ruleset of controller `c`: the [`shared`] sets, its [`local`] base chains, then the
+/// shared `firewall` chain.
 pub fn build(net: &Network, c: &ControllerNet) -> Ruleset {
+    let Shared { sets, firewall } = shared(net);
+    let mut chains = local(net, c);
+    chains.push(firewall);
+    Ruleset { sets, chains }
+}
+
+/// The part of the ruleset that is the same on every controller of the topology.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shared {
+    /// The named sets, first in the table.
+    pub sets: Vec<NamedSet>,
+    /// The regular `firewall` chain, created after the base chains; its rules come last.
+    pub firewall: Chain,
+}
+
+/// The named sets and the `firewall` chain: they depend on the topology's firewall only.
+pub fn shared(net: &Network) -> Shared {
     let names = SetNames::new(&net.firewall);
+    Shared { sets: sets(net, &names), firewall: firewall(net, &names) }
+}
+
+/// The base chains of controller `c`, in order: `prerouting` (only with engines), `input`,
+/// `forward`.
+pub fn local(net: &Network, c: &ControllerNet) -> Vec<Chain> {
     let mut chains = Vec::with_capacity(4);
     if let Some(engines) = &c.engines {
         chains.push(prerouting(c, engines));
     }
     chains.push(input(net, c));
     chains.push(forward(net, c));
-    chains.push(firewall(net, &names));
-    Ruleset { sets: sets(net, &names), chains }
+    chains
 }
 
 /// The overlay interfaces of `c`, whose traffic the firewall filters: tun0, plugin0 when it has

@@ -3,54 +3,77 @@
 
 use std::fmt::Write;
 
-use super::ir::{BaseChain, ChainKind, Elem, Hook, NamedSet, Rule, Ruleset, SetKind, Stmt, Value, Verdict};
+#[cfg(test)]
+use super::ir::Ruleset;
+use super::ir::{BaseChain, Chain, ChainKind, Elem, Hook, NamedSet, Rule, SetKind, Stmt, Value, Verdict};
 use super::{FAMILY, TABLE};
 
 /// Set elements per line, so large sets stay readable.
 const ELEMENTS_PER_LINE: usize = 8;
 
-/// `header` lines are written as `#` comments before the commands.
-pub fn render(rs: &Ruleset, header: &[String]) -> String {
-    let elements: usize = rs.sets.iter().map(|s| s.elements.len()).sum();
-    let rules: usize = rs.chains.iter().map(|c| c.rules.len()).sum();
-    let mut out = String::with_capacity(512 + 20 * elements + 120 * rules);
-    for line in header {
+/// The whole ruleset with `header` lines as `#` comments first. [`super::Renderer`] writes the
+/// same text from pieces: [`header`], [`open`], [`named_set`]s and [`chain`]s separated by
+/// [`SEPARATOR`], [`CLOSE`].
+#[cfg(test)]
+pub fn render(rs: &Ruleset, header_lines: &[String]) -> String {
+    let mut out = String::new();
+    header(&mut out, header_lines);
+    open(&mut out);
+    let mut first = true;
+    for set in &rs.sets {
+        if !first {
+            out.push_str(SEPARATOR);
+        }
+        first = false;
+        named_set(&mut out, set);
+    }
+    for c in &rs.chains {
+        if !first {
+            out.push_str(SEPARATOR);
+        }
+        first = false;
+        chain(&mut out, c);
+    }
+    out.push_str(CLOSE);
+    out
+}
+
+/// Between two sets or chains in the table.
+pub const SEPARATOR: &str = "\n";
+/// Closes the table.
+pub const CLOSE: &str = "}\n";
+
+/// Each line as a `#` comment, control characters as spaces.
+pub fn header(out: &mut String, lines: &[String]) {
+    for line in lines {
         out.push_str("# ");
-        out.push_str(&line.replace(|c: char| c.is_control(), " "));
+        out.extend(line.chars().map(|c| if c.is_control() { ' ' } else { c }));
         out.push('\n');
     }
+}
+
+/// The commands before the table's contents, through `table inet meshwork {`.
+pub fn open(out: &mut String) {
     // `add` makes `delete` succeed on a host that has no table yet; the whole file is one
     // transaction, so the table is replaced atomically.
     let _ = writeln!(out, "add table {FAMILY} {TABLE}");
     let _ = writeln!(out, "delete table {FAMILY} {TABLE}");
     let _ = writeln!(out, "\ntable {FAMILY} {TABLE} {{");
-    let mut first = true;
-    for set in &rs.sets {
-        if !first {
-            out.push('\n');
-        }
-        first = false;
-        named_set(&mut out, set);
-    }
-    for chain in &rs.chains {
-        if !first {
-            out.push('\n');
-        }
-        first = false;
-        let _ = writeln!(out, "\tchain {} {{", chain.name);
-        if let Some(base) = chain.base {
-            base_chain(&mut out, base);
-        }
-        for r in &chain.rules {
-            rule(&mut out, r);
-        }
-        out.push_str("\t}\n");
-    }
-    out.push_str("}\n");
-    out
 }
 
-fn named_set(out: &mut String, set: &NamedSet) {
+/// A chain with its rules.
+pub fn chain(out: &mut String, chain: &Chain) {
+    let _ = writeln!(out, "\tchain {} {{", chain.name);
+    if let Some(base) = chain.base {
+        base_chain(out, base);
+    }
+    for r in &chain.rules {
+        rule(out, r);
+    }
+    out.push_str("\t}\n");
+}
+
+pub fn named_set(out: &mut String, set: &NamedSet) {
     let _ = writeln!(out, "\tset {} {{", set.name);
     let kind = match set.kind {
         SetKind::Addr => "ipv4_addr",
@@ -169,5 +192,5 @@ fn quoted(out: &mut String, s: &str) {
 }
 
 fn elem(out: &mut String, e: &Elem) {
-    let _ = write!(out, "{e}");
+    e.push_to(out);
 }

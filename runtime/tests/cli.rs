@@ -1,0 +1,182 @@
+//! The `meshwork` binary as a user meets it: exit codes, JSON output, build safety, explain,
+//! diff and graph.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn meshwork(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshwork")).args(args).output().expect("run meshwork")
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name).display().to_string()
+}
+
+/// A scratch directory of this test's own, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("meshwork-cli-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    fn file(&self, name: &str, text: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const WARNING_ONLY: &str = "topology \"w\"\noverlay \"100.127.255.192/26\"\n\
+    controller \"east\" id=1 { address \"192.0.2.10\"; cores 2; engines 2 subnet=\"198.51.100.0/28\"; }\n";
+const BROKEN: &str = "topology \"b\"\noverlay \"100.127.255.192/26\"\ncontroller \"east\" id=1 { adress \"x\"; }\n";
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_exit_codes() {
+    let s = Scratch::new("check");
+    let (warn, broken) = (s.file("warn.kdl", WARNING_ONLY), s.file("broken.kdl", BROKEN));
+    assert_eq!(meshwork(&["check", &example("quickstart.kdl")]).status.code(), Some(0));
+    let o = meshwork(&["check", &warn]);
+    assert_eq!(o.status.code(), Some(0), "warnings alone pass: {}", stderr(&o));
+    assert!(stderr(&o).contains("meshwork::engines::exceed-cores"));
+    assert_eq!(meshwork(&["check", "--deny-warnings", &warn]).status.code(), Some(1));
+    let o = meshwork(&["check", &broken]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(&format!("{broken}:3:")), "diagnostics name file:line:col: {}", stderr(&o));
+    let missing = s.path("nope.kdl");
+    let o = meshwork(&["check", &missing]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
+}
+
+#[test]
+fn check_json_has_code_severity_file_line_column_message_help() {
+    let s = Scratch::new("json");
+    let broken = s.file("broken.kdl", BROKEN);
+    let o = meshwork(&["check", "--format", "json", &broken]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    let d = &v["files"][0]["diagnostics"];
+    let unknown = d.as_array().unwrap().iter().find(|d| d["code"] == "meshwork::shape::unknown-node").expect("unknown-node");
+    assert_eq!(unknown["severity"], "error");
+    assert_eq!(unknown["file"], broken.as_str());
+    assert_eq!(unknown["line"], 3);
+    assert_eq!(unknown["column"], 26);
+    assert!(unknown["message"].as_str().unwrap().contains("adress"));
+    assert_eq!(unknown["help"], "did you mean `address`?");
+    assert_eq!(v["errors"].as_u64().unwrap() as usize, d.as_array().unwrap().iter().filter(|d| d["severity"] == "error").count());
+}
+
+#[test]
+fn build_writes_every_artifact_and_replaces_only_its_own_directory() {
+    let s = Scratch::new("build");
+    let out = s.path("out");
+    let o = meshwork(&["build", &example("quickstart.kdl"), "-o", &out]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = PathBuf::from(out);
+    for f in ["checksum", "controllers/east/nftables.json", "controllers/east/openvpn/server.conf", "ccd/web-1"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // Each controller's ccd resolves to the shared one.
+    assert!(out.join("controllers/east/openvpn/ccd/web-1").is_file());
+    // Building again replaces the directory.
+    assert_eq!(meshwork(&["build", &example("quickstart.kdl"), "-o", &out.display().to_string()]).status.code(), Some(0));
+    // A directory that is not a meshwork build is never replaced.
+    let foreign = s.path("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(format!("{foreign}/precious.txt"), "keep me").unwrap();
+    let o = meshwork(&["build", &example("quickstart.kdl"), "-o", &foreign]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("refusing"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(format!("{foreign}/precious.txt")).unwrap(), "keep me");
+    // An invalid topology writes nothing.
+    let broken = s.file("broken.kdl", BROKEN);
+    let none = s.path("none");
+    assert_eq!(meshwork(&["build", &broken, "-o", &none]).status.code(), Some(1));
+    assert!(!Path::new(&none).exists());
+}
+
+#[test]
+fn explain_prints_verdict_and_deciding_rule_with_location() {
+    let o = meshwork(&["explain", &example("quickstart.kdl"), "batch-1", "db-1", "tcp", "5432"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("DROP"), "{text}");
+    assert!(text.contains("rule 4 at "), "{text}");
+    assert!(text.contains("quickstart.kdl:32:5"), "{text}");
+    let o = meshwork(&["explain", &example("quickstart.kdl"), "web-1", "db-1", "tcp", "5432", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verdict"], "allow");
+    assert_eq!(v["rule"]["number"], 1);
+    // Policy decides when nothing matches.
+    let o = meshwork(&["explain", &example("quickstart.kdl"), "web-1", "web-2", "udp", "9"]);
+    assert!(stdout(&o).contains("policy"), "{}", stdout(&o));
+    // A typo is a clear error.
+    let o = meshwork(&["explain", &example("quickstart.kdl"), "web1", "db-1", "tcp", "5432"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("did you mean `web-1`"), "{}", stderr(&o));
+}
+
+#[test]
+fn diff_shows_changes_for_review() {
+    let s = Scratch::new("diff");
+    let old = std::fs::read_to_string(example("quickstart.kdl")).unwrap();
+    let new = old.replace("engines 3 subnet", "engines 2 subnet").replace("client \"admin\" tags=\"ops\"\n", "");
+    let (a, b) = (s.file("old.kdl", &old), s.file("new.kdl", &new));
+    let o = meshwork(&["diff", &a, &a, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("No changes."));
+    let o = meshwork(&["diff", &a, &b, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("- admin"), "{text}");
+    assert!(text.contains("- engine 3"), "{text}");
+    let o = meshwork(&["diff", &a, &b, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let _: serde_json::Value = serde_json::from_slice(&o.stdout).expect("diff JSON");
+}
+
+#[test]
+fn graph_is_dot_with_spof_marked() {
+    let s = Scratch::new("graph");
+    let chain = s.file(
+        "chain.kdl",
+        "topology \"c\"\noverlay \"100.127.1.0/24\"\ncontroller \"a\" id=1 { address \"192.0.2.1\"; }\n\
+         controller \"b\" id=2 { address \"192.0.2.2\"; }\ncontroller \"c\" id=3 { address \"192.0.2.3\"; }\n\
+         peering { link \"a\" \"b\"; link \"b\" \"c\"; }\n",
+    );
+    let o = meshwork(&["graph", &chain]);
+    assert_eq!(o.status.code(), Some(0));
+    let dot = stdout(&o);
+    assert!(dot.starts_with("//") || dot.starts_with("graph"), "{dot}");
+    assert!(dot.contains("graph \"c\""), "{dot}");
+    assert!(dot.contains("single point of failure"), "{dot}");
+}
+
+#[test]
+fn codes_lists_and_explains() {
+    let o = meshwork(&["codes"]);
+    assert!(stdout(&o).contains("meshwork::peering::disconnected"));
+    let o = meshwork(&["codes", "peering::disconnected"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("Add links between the parts"));
+    assert_eq!(meshwork(&["codes", "nope"]).status.code(), Some(1));
+}
