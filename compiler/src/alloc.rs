@@ -95,7 +95,11 @@ pub fn allocate(t: &Topology) -> Allocation {
                     "not a usable overlay address",
                 )
                 .with_label(overlay.span, "overlay declared here")
-                .with_help(format!("usable addresses are {} to {}", Ipv4Addr::from(first), Ipv4Addr::from(last))),
+                .with_help(format!(
+                    "usable addresses are {} to {}",
+                    Ipv4Addr::from(first),
+                    Ipv4Addr::from(last)
+                )),
             );
         } else if let Some(holder) = reserved.get(&n) {
             a.problems.push(

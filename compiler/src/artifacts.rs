@@ -87,14 +87,18 @@ enum Job<'a> {
 /// slices, then the controllers by id), each digest taken over its artifacts' paths and
 /// contents. It is the same on every controller, whatever the file format of the topology, and
 /// changes with any artifact.
-pub fn emit_all<E: Send>(net: &Network, sink: &(dyn Fn(&str, Artifact<'_>) -> Result<(), E> + Sync)) -> Result<String, E> {
+pub fn emit_all<E: Send>(
+    net: &Network,
+    sink: &(dyn Fn(&str, Artifact<'_>) -> Result<(), E> + Sync),
+) -> Result<String, E> {
     let nft = emit::nftables::Renderer::new(net);
     let vns3 = emit::vns3::Renderer::new(net);
     let ccd = emit::openvpn::ccd_files(net);
     const CCD_SLICES: usize = 2;
     let per_slice = ccd.len().div_ceil(CCD_SLICES).max(1);
-    let mut jobs: Vec<Job<'_>> =
-        (0..CCD_SLICES).map(|i| Job::Ccd((i * per_slice).min(ccd.len())..((i + 1) * per_slice).min(ccd.len()))).collect();
+    let mut jobs: Vec<Job<'_>> = (0..CCD_SLICES)
+        .map(|i| Job::Ccd((i * per_slice).min(ccd.len())..((i + 1) * per_slice).min(ccd.len())))
+        .collect();
     jobs.extend(net.controllers.iter().map(Job::Controller));
 
     let next = AtomicUsize::new(0);

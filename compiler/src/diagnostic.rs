@@ -171,8 +171,7 @@ impl miette::Diagnostic for Located {
 
 /// Renders diagnostics as text without colours at a fixed width: what tests and snapshots see.
 pub fn render_plain(file: &SourceFile, diagnostics: &[Diagnostic]) -> String {
-    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .with_width(100);
+    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor()).with_width(100);
     let mut out = String::new();
     for d in diagnostics {
         let located = Located::new(file, d.clone());

@@ -55,7 +55,14 @@ pub fn proto(text: &str) -> Result<Option<Proto>, String> {
     }
 }
 
-pub fn explain(file: &SourceFile, net: &Network, from: &str, to: &str, proto_text: &str, port: Option<u16>) -> Result<Explanation, String> {
+pub fn explain(
+    file: &SourceFile,
+    net: &Network,
+    from: &str,
+    to: &str,
+    proto_text: &str,
+    port: Option<u16>,
+) -> Result<Explanation, String> {
     let (src, dst, proto) = (endpoint(net, from)?, endpoint(net, to)?, proto(proto_text)?);
     if port.is_some() && !matches!(proto, Some(Proto::Tcp | Proto::Udp)) {
         return Err("a port needs tcp or udp".to_string());

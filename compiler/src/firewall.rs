@@ -100,10 +100,10 @@ pub struct Decision {
 
 impl CompiledFirewall {
     pub fn evaluate(&self, src: Ipv4Addr, dst: Ipv4Addr, proto: Option<Proto>, port: Option<u16>) -> Decision {
-        self.rules
-            .iter()
-            .find(|r| r.matches(src, dst, proto, port))
-            .map_or(Decision { action: self.policy, rule: None }, |r| Decision { action: r.action, rule: Some(r.number) })
+        self.rules.iter().find(|r| r.matches(src, dst, proto, port)).map_or(
+            Decision { action: self.policy, rule: None },
+            |r| Decision { action: r.action, rule: Some(r.number) },
+        )
     }
 
     /// Resolves every rule. Unknown names resolve to nothing (the reference rule reports them),
@@ -140,12 +140,22 @@ impl CompiledFirewall {
                     fw.tags.insert(tag.clone(), ips);
                 }
                 Selector::FwSet(name) => {
-                    let nets: Vec<Ipv4Net> = t.fwsets.iter().filter(|s| &s.name.value == name).flat_map(|s| s.nets.iter().map(|n| n.value)).collect();
+                    let nets: Vec<Ipv4Net> = t
+                        .fwsets
+                        .iter()
+                        .filter(|s| &s.name.value == name)
+                        .flat_map(|s| s.nets.iter().map(|n| n.value))
+                        .collect();
                     m.nets = nets.clone();
                     fw.net_sets.insert(name.clone(), nets);
                 }
                 Selector::Controller(name) => {
-                    m.nets.extend(t.controllers.iter().filter(|c| &c.name.value == name).flat_map(|c| c.lans.iter().map(|l| l.value)));
+                    m.nets.extend(
+                        t.controllers
+                            .iter()
+                            .filter(|c| &c.name.value == name)
+                            .flat_map(|c| c.lans.iter().map(|l| l.value)),
+                    );
                 }
                 Selector::Net(n) => m.nets.push(*n),
             }
@@ -163,10 +173,12 @@ impl CompiledFirewall {
                             .fwsets
                             .iter()
                             .filter(|s| &s.name.value == name)
-                            .flat_map(|s| s.ports.iter().filter_map(|p| match p.value {
-                                PortSpec::Range(r) => Some(r),
-                                PortSpec::FwSet(_) => None,
-                            }))
+                            .flat_map(|s| {
+                                s.ports.iter().filter_map(|p| match p.value {
+                                    PortSpec::Range(r) => Some(r),
+                                    PortSpec::FwSet(_) => None,
+                                })
+                            })
                             .collect();
                         fw.port_sets.insert(name.clone(), ranges.clone());
                         ranges

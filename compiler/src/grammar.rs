@@ -10,7 +10,10 @@ pub enum Ty {
     Name,
     /// Comma-separated names, e.g. "web,critical".
     Tags,
-    Integer { min: i128, max: i128 },
+    Integer {
+        min: i128,
+        max: i128,
+    },
     Bool,
     /// An IPv4 address.
     Ip,
@@ -133,17 +136,19 @@ static LAN: NodeSpec = NodeSpec {
 
 pub static CONTROLLER: NodeSpec = NodeSpec {
     args: &[v("name", Ty::Name, true, "controller name")],
-    props: &[v("id", Ty::Integer { min: 1, max: 255 }, true, "1 is the root; decides overlay address and peering ports")],
+    props: &[v(
+        "id",
+        Ty::Integer { min: 1, max: 255 },
+        true,
+        "1 is the root; decides overlay address and peering ports",
+    )],
     children: &[&ADDRESS, &INTERFACE, &CORES, &ENGINES, &LAN],
     many: true,
     ..node("controller", "A Linux host running the OpenVPN server, its engines and its firewall.")
 };
 
 pub static LINK: NodeSpec = NodeSpec {
-    args: &[
-        v("from", Ty::Name, true, "one controller"),
-        v("to", Ty::Name, true, "the other controller"),
-    ],
+    args: &[v("from", Ty::Name, true, "one controller"), v("to", Ty::Name, true, "the other controller")],
     props: &[v("cost", Ty::Integer { min: 1, max: 65535 }, false, "routing cost; default 1")],
     many: true,
     ..node("link", "A peering tunnel between two controllers (undirected).")

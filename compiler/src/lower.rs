@@ -48,13 +48,6 @@ fn read<T>(v: &RawValue, parse: impl Fn(&str) -> Result<T, values::Refusal>) -> 
     values::as_str(v).and_then(|s| parse(s).ok()).map(|x| Sp::new(x, v.span))
 }
 
-fn u32_of(v: &RawValue) -> Option<Sp<u32>> {
-    match v.value {
-        Scalar::Integer(n) => u32::try_from(n).ok().map(|x| Sp::new(x, v.span)),
-        _ => None,
-    }
-}
-
 /// An integer within the grammar's bounds for `key` on `spec`; out-of-range values were
 /// reported by the shape checker and must not reach the model (a huge count or cost would
 /// exhaust memory or overflow path costs).
@@ -84,7 +77,10 @@ fn controller(n: &RawNode) -> Option<Controller> {
         .and_then(|c| arg_str(c, 0))
         .filter(|s| values::interface(s).is_ok())
         .unwrap_or_else(|| Sp::new(DEFAULT_INTERFACE.to_string(), name.span));
-    let cores = n.child("cores").and_then(|c| arg(c, 0)).and_then(|v| values::integer(v, 1, 4096).ok().map(|c| Sp::new(c as u32, v.span)));
+    let cores = n
+        .child("cores")
+        .and_then(|c| arg(c, 0))
+        .and_then(|v| values::integer(v, 1, 4096).ok().map(|c| Sp::new(c as u32, v.span)));
     let engines = n.child("engines").and_then(|e| {
         let count = arg(e, 0).and_then(|v| values::integer(v, 1, 254).ok().map(|c| Sp::new(c as u32, v.span)))?;
         Some(Engines {

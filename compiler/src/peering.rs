@@ -38,7 +38,8 @@ impl Mesh {
         let mut graph = UnGraph::new_undirected();
         let mut index = BTreeMap::new();
         let mut ids = BTreeMap::new();
-        let mut controllers: Vec<_> = t.controllers.iter().filter_map(|c| Some((c.id.as_ref()?.value, &c.name.value))).collect();
+        let mut controllers: Vec<_> =
+            t.controllers.iter().filter_map(|c| Some((c.id.as_ref()?.value, &c.name.value))).collect();
         controllers.sort();
         controllers.dedup_by_key(|(id, _)| *id);
         for (id, name) in controllers {
@@ -116,7 +117,8 @@ impl Mesh {
 
     /// Controllers whose loss splits the mesh, sorted by id.
     pub fn articulation_points(&self) -> Vec<String> {
-        let mut out: Vec<String> = articulation_points(&self.graph).into_iter().map(|n| self.graph[n].clone()).collect();
+        let mut out: Vec<String> =
+            articulation_points(&self.graph).into_iter().map(|n| self.graph[n].clone()).collect();
         out.sort_by_key(|n| self.ids[n]);
         out
     }
@@ -200,8 +202,12 @@ fn tunnels_of(t: &Topology, mesh: &Mesh) -> Vec<Tunnel> {
                     continue;
                 }
                 let (low, high) = if ia < ib { (&l.a.value, &l.b.value) } else { (&l.b.value, &l.a.value) };
-                out.entry((ia.min(ib), ia.max(ib)))
-                    .or_insert(Tunnel { low: low.clone(), high: high.clone(), cost: l.cost, link: Some(i) });
+                out.entry((ia.min(ib), ia.max(ib))).or_insert(Tunnel {
+                    low: low.clone(),
+                    high: high.clone(),
+                    cost: l.cost,
+                    link: Some(i),
+                });
             }
         }
     }

@@ -14,7 +14,13 @@ pub fn check(doc: &RawDoc, out: &mut Diagnostics) {
 }
 
 /// Checks the nodes at one place: the top of the file, or the children of `parent`.
-fn check_level(nodes: &[RawNode], specs: &[&NodeSpec], parent: Option<&NodeSpec>, parent_span: Span, out: &mut Diagnostics) {
+fn check_level(
+    nodes: &[RawNode],
+    specs: &[&NodeSpec],
+    parent: Option<&NodeSpec>,
+    parent_span: Span,
+    out: &mut Diagnostics,
+) {
     for (i, n) in nodes.iter().enumerate() {
         let Some(spec) = specs.iter().find(|s| s.name == n.name) else {
             let message = match parent {
@@ -33,8 +39,13 @@ fn check_level(nodes: &[RawNode], specs: &[&NodeSpec], parent: Option<&NodeSpec>
         if !spec.many {
             if let Some(first) = nodes[..i].iter().find(|m| m.name == n.name) {
                 out.push(
-                    Diagnostic::error(Code::Duplicate, format!("`{}` given more than once", n.name), n.name_span, "given again here")
-                        .with_label(first.name_span, "first given here"),
+                    Diagnostic::error(
+                        Code::Duplicate,
+                        format!("`{}` given more than once", n.name),
+                        n.name_span,
+                        "given again here",
+                    )
+                    .with_label(first.name_span, "first given here"),
                 );
                 continue;
             }
@@ -90,15 +101,23 @@ fn check_node(n: &RawNode, spec: &NodeSpec, out: &mut Diagnostics) {
             d.help = match grammar::did_you_mean(&p.key, candidates) {
                 Some(m) => Some(format!("did you mean `{m}`?")),
                 None if spec.props.is_empty() => Some(format!("`{}` takes no properties", n.name)),
-                None => Some(format!("expected one of: {}", spec.props.iter().map(|v| v.key).collect::<Vec<_>>().join(", "))),
+                None => Some(format!(
+                    "expected one of: {}",
+                    spec.props.iter().map(|v| v.key).collect::<Vec<_>>().join(", ")
+                )),
             };
             out.push(d);
             continue;
         };
         if let Some(first) = n.props[..i].iter().find(|q| q.key == p.key) {
             out.push(
-                Diagnostic::error(Code::Duplicate, format!("`{}` given more than once", p.key), p.key_span, "given again here")
-                    .with_label(first.key_span, "first given here"),
+                Diagnostic::error(
+                    Code::Duplicate,
+                    format!("`{}` given more than once", p.key),
+                    p.key_span,
+                    "given again here",
+                )
+                .with_label(first.key_span, "first given here"),
             );
             continue;
         }

@@ -46,7 +46,9 @@ fn string<'a>(v: &'a RawValue, expected: &str) -> Result<&'a str, Refusal> {
 pub fn integer(v: &RawValue, min: i128, max: i128) -> Result<i128, Refusal> {
     match v.value {
         Scalar::Integer(n) if (min..=max).contains(&n) => Ok(n),
-        Scalar::Integer(n) => Err(refuse(Code::OutOfRange, format!("{n} is out of range"), format!("must be {min}..={max}"))),
+        Scalar::Integer(n) => {
+            Err(refuse(Code::OutOfRange, format!("{n} is out of range"), format!("must be {min}..={max}")))
+        }
         _ => Err(wrong_type("an integer", v)),
     }
 }
@@ -57,9 +59,8 @@ pub fn name(text: &str) -> Result<(), Refusal> {
     if first_ok && text.len() <= MAX_NAME_LEN && text.chars().all(ok_char) {
         Ok(())
     } else {
-        Err(refuse(Code::InvalidName, format!("`{text}` is not a valid name"), "invalid name").help(
-            "use letters, digits, '-', '_' and '.', starting with a letter or digit, at most 64 characters",
-        ))
+        Err(refuse(Code::InvalidName, format!("`{text}` is not a valid name"), "invalid name")
+            .help("use letters, digits, '-', '_' and '.', starting with a letter or digit, at most 64 characters"))
     }
 }
 
@@ -72,9 +73,9 @@ pub fn cidr(text: &str) -> Result<Ipv4Net, Refusal> {
         return Err(refuse(Code::InvalidCidr, format!("`{text}` has no prefix length"), "expected ADDRESS/PREFIX")
             .help(format!("write the network with its prefix, e.g. \"{text}/24\"")));
     };
-    let net: Ipv4Net = text
-        .parse()
-        .map_err(|_| refuse(Code::InvalidCidr, format!("`{text}` is not an IPv4 network"), "not an IPv4 network in CIDR form"))?;
+    let net: Ipv4Net = text.parse().map_err(|_| {
+        refuse(Code::InvalidCidr, format!("`{text}` is not an IPv4 network"), "not an IPv4 network in CIDR form")
+    })?;
     if net.network() != net.addr() {
         return Err(refuse(Code::InvalidCidr, format!("`{text}` has host bits set"), "host bits set")
             .help(format!("did you mean \"{}\"?", net.trunc())));
@@ -134,7 +135,11 @@ pub fn port(v: &RawValue) -> Result<PortSpec, Refusal> {
                 return Ok(PortSpec::FwSet(set.to_string()));
             }
             let bad = || {
-                refuse(Code::InvalidPort, format!("`{s}` is not a port or range"), "expected PORT, LOW-HIGH or fwset:NAME")
+                refuse(
+                    Code::InvalidPort,
+                    format!("`{s}` is not a port or range"),
+                    "expected PORT, LOW-HIGH or fwset:NAME",
+                )
             };
             let parse = |t: &str| t.trim().parse::<i128>().map_err(|_| bad()).and_then(port_number);
             let (low, high) = match s.split_once('-') {
@@ -145,8 +150,12 @@ pub fn port(v: &RawValue) -> Result<PortSpec, Refusal> {
                 }
             };
             if low > high {
-                return Err(refuse(Code::InvalidPort, format!("range `{s}` runs backwards"), "low end must come first")
-                    .help(format!("did you mean \"{high}-{low}\"?")));
+                return Err(refuse(
+                    Code::InvalidPort,
+                    format!("range `{s}` runs backwards"),
+                    "low end must come first",
+                )
+                .help(format!("did you mean \"{high}-{low}\"?")));
             }
             Ok(PortSpec::Range(PortRange { low, high }))
         }
@@ -169,13 +178,14 @@ pub fn selector(text: &str) -> Result<Selector, Refusal> {
             } else if let Some(c) = prefixed("controller:") {
                 name(&c)?;
                 Selector::Controller(c)
-            } else if text.starts_with(|c: char| c.is_ascii_digit()) && (text.contains('/') || text.parse::<Ipv4Addr>().is_ok()) {
+            } else if text.starts_with(|c: char| c.is_ascii_digit())
+                && (text.contains('/') || text.parse::<Ipv4Addr>().is_ok())
+            {
                 Selector::Net(net(text)?)
             } else {
                 name(text).map_err(|_| {
-                    refuse(Code::InvalidValue, format!("`{text}` is not a selector"), "not a selector").help(
-                        "use any, overlay, a client name, tag:T, fwset:S, controller:C or a CIDR",
-                    )
+                    refuse(Code::InvalidValue, format!("`{text}` is not a selector"), "not a selector")
+                        .help("use any, overlay, a client name, tag:T, fwset:S, controller:C or a CIDR")
                 })?;
                 Selector::Client(text.to_string())
             }
@@ -184,11 +194,7 @@ pub fn selector(text: &str) -> Result<Selector, Refusal> {
 }
 
 pub fn tags(text: &str) -> Result<Vec<String>, Refusal> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| name(t).map(|()| t.to_string()))
-        .collect()
+    text.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| name(t).map(|()| t.to_string())).collect()
 }
 
 /// Checks `v` against `ty`; Ok when the lowering will be able to read it.

@@ -51,7 +51,8 @@ fn every_artifact_of_every_example() {
         let artifacts = compile(&path);
         assert!(artifacts.iter().any(|(p, _)| p.ends_with("nftables.json")), "{stem}: no nftables.json");
         settings().bind(|| {
-            let links: String = artifacts.links().iter().map(|(path, target)| format!("{path} -> {target}\n")).collect();
+            let links: String =
+                artifacts.links().iter().map(|(path, target)| format!("{path} -> {target}\n")).collect();
             insta::assert_snapshot!(format!("{stem}__links"), links);
             for (artifact, content) in artifacts.iter() {
                 let name = format!("{stem}__{}", artifact.replace('/', "__"));

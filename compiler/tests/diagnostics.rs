@@ -6,7 +6,8 @@ use meshwork_compiler::diagnostic::Severity;
 use meshwork_compiler::source::SourceFile;
 
 /// A valid base every test extends; 3 lines, so the test's own lines start at line 4.
-const BASE: &str = "topology \"t\"\noverlay \"100.127.255.192/26\"\ncontroller \"east\" id=1 { address \"192.0.2.10\"; }\n";
+const BASE: &str =
+    "topology \"t\"\noverlay \"100.127.255.192/26\"\ncontroller \"east\" id=1 { address \"192.0.2.10\"; }\n";
 
 struct Checked {
     file: SourceFile,
@@ -57,7 +58,11 @@ impl Checked {
     #[track_caller]
     fn warning(&self, code: &str) -> &Self {
         let code = format!("meshwork::{code}");
-        assert!(self.found.iter().any(|(c, s, ..)| *c == code && *s == Severity::Warning), "no warning {code}: {:#?}", self.found);
+        assert!(
+            self.found.iter().any(|(c, s, ..)| *c == code && *s == Severity::Warning),
+            "no warning {code}: {:#?}",
+            self.found
+        );
         self
     }
 
@@ -100,17 +105,26 @@ fn toml_syntax_error_points_at_the_line() {
 
 #[test]
 fn unknown_node_suggests_the_closest() {
-    kdl("controler \"west\" id=2\n").has("shape::unknown-node", 4, 1, "controler").help_contains("shape::unknown-node", "`controller`");
+    kdl("controler \"west\" id=2\n")
+        .has("shape::unknown-node", 4, 1, "controler")
+        .help_contains("shape::unknown-node", "`controller`");
 }
 
 #[test]
 fn unknown_child_node() {
-    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; adress \"x\" }\n").has("shape::unknown-node", 4, 48, "adress");
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; adress \"x\" }\n").has(
+        "shape::unknown-node",
+        4,
+        48,
+        "adress",
+    );
 }
 
 #[test]
 fn unknown_property_suggests_the_closest() {
-    kdl("client \"a\" tagz=\"web\"\n").has("shape::unknown-property", 4, 12, "tagz").help_contains("shape::unknown-property", "`tags`");
+    kdl("client \"a\" tagz=\"web\"\n")
+        .has("shape::unknown-property", 4, 12, "tagz")
+        .help_contains("shape::unknown-property", "`tags`");
 }
 
 #[test]
@@ -150,12 +164,22 @@ fn invalid_cidr_and_host_bits() {
     raw("t.kdl", "topology \"t\"\noverlay \"100.127.255.193/26\"\n")
         .has("value::invalid-cidr", 2, 9, "\"100.127.255.193/26\"")
         .help_contains("value::invalid-cidr", "100.127.255.192/26");
-    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; lan \"10.20.0.0/33\"; }\n").has("value::invalid-cidr", 4, 52, "\"10.20.0.0/33\"");
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; lan \"10.20.0.0/33\"; }\n").has(
+        "value::invalid-cidr",
+        4,
+        52,
+        "\"10.20.0.0/33\"",
+    );
 }
 
 #[test]
 fn ports_out_of_range_or_backwards() {
-    kdl("client \"a\"\nfirewall { allow from=\"a\" to=\"any\" proto=\"tcp\" port=70000; }\n").has("value::invalid-port", 5, 53, "70000");
+    kdl("client \"a\"\nfirewall { allow from=\"a\" to=\"any\" proto=\"tcp\" port=70000; }\n").has(
+        "value::invalid-port",
+        5,
+        53,
+        "70000",
+    );
     kdl("client \"a\"\nfirewall { allow from=\"a\" to=\"any\" proto=\"tcp\" port=\"90-80\"; }\n")
         .has("value::invalid-port", 5, 53, "\"90-80\"")
         .help_contains("value::invalid-port", "80-90");
@@ -165,8 +189,12 @@ fn ports_out_of_range_or_backwards() {
 #[test]
 fn numbers_out_of_range() {
     kdl("controller \"west\" id=0 { address \"192.0.2.11\"; }\n").has("value::out-of-range", 4, 22, "0");
-    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; engines 0 subnet=\"198.51.100.0/28\"; }\n")
-        .has("value::out-of-range", 4, 56, "0");
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; engines 0 subnet=\"198.51.100.0/28\"; }\n").has(
+        "value::out-of-range",
+        4,
+        56,
+        "0",
+    );
 }
 
 #[test]
@@ -176,7 +204,9 @@ fn names_must_be_safe_file_names() {
 
 #[test]
 fn invalid_choice() {
-    kdl("firewall policy=\"dropp\"\n").has("value::invalid", 4, 17, "\"dropp\"").help_contains("value::invalid", "\"drop\"");
+    kdl("firewall policy=\"dropp\"\n")
+        .has("value::invalid", 4, 17, "\"dropp\"")
+        .help_contains("value::invalid", "\"drop\"");
 }
 
 // --- names and ids -------------------------------------------------------------------------
@@ -206,13 +236,22 @@ fn duplicate_controller_ids() {
 
 #[test]
 fn a_root_is_required() {
-    raw("t.kdl", "topology \"t\"\noverlay \"10.0.0.0/24\"\ncontroller \"a\" id=2 { address \"192.0.2.1\"; }\n")
-        .has("controller::no-root", 3, 19, "2");
+    raw("t.kdl", "topology \"t\"\noverlay \"10.0.0.0/24\"\ncontroller \"a\" id=2 { address \"192.0.2.1\"; }\n").has(
+        "controller::no-root",
+        3,
+        19,
+        "2",
+    );
 }
 
 #[test]
 fn license_caps() {
-    kdl("license controllers=1\ncontroller \"west\" id=2 { address \"192.0.2.11\"; }\n").has("license::exceeded", 5, 12, "\"west\"");
+    kdl("license controllers=1\ncontroller \"west\" id=2 { address \"192.0.2.11\"; }\n").has(
+        "license::exceeded",
+        5,
+        12,
+        "\"west\"",
+    );
     kdl("license clients=1\nclient \"a\"\nclient \"b\"\n").has("license::exceeded", 6, 8, "\"b\"");
 }
 
@@ -226,7 +265,12 @@ fn client_ip_outside_the_overlay() {
 
 #[test]
 fn client_ip_collisions() {
-    kdl("client \"a\" ip=\"100.127.255.200\"\nclient \"b\" ip=\"100.127.255.200\"\n").has("alloc::collision", 5, 15, "\"100.127.255.200\"");
+    kdl("client \"a\" ip=\"100.127.255.200\"\nclient \"b\" ip=\"100.127.255.200\"\n").has(
+        "alloc::collision",
+        5,
+        15,
+        "\"100.127.255.200\"",
+    );
     // .253 is controller id 1's address, .254 the shared address.
     kdl("client \"a\" ip=\"100.127.255.253\"\n").has("alloc::collision", 4, 15, "\"100.127.255.253\"");
     kdl("client \"a\" ip=\"100.127.255.254\"\n").has("alloc::collision", 4, 15, "\"100.127.255.254\"");
@@ -258,12 +302,20 @@ fn plugin_subnets_overlapping_each_other() {
 
 #[test]
 fn plugin_subnet_overlapping_overlay_lan_or_underlay() {
-    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; engines 1 subnet=\"100.127.255.0/24\"; }\n")
-        .has("network::overlap", 4, 65, "\"100.127.255.0/24\"");
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; engines 1 subnet=\"100.127.255.0/24\"; }\n").has(
+        "network::overlap",
+        4,
+        65,
+        "\"100.127.255.0/24\"",
+    );
     kdl("controller \"west\" id=2 { address \"192.0.2.11\"; lan \"10.0.0.0/8\"; engines 1 subnet=\"10.1.0.0/28\"; }\n")
         .has("network::overlap", 4, 83, "\"10.1.0.0/28\"");
-    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; engines 1 subnet=\"192.0.2.0/28\"; }\n")
-        .has("network::overlap", 4, 65, "\"192.0.2.0/28\"");
+    kdl("controller \"west\" id=2 { address \"192.0.2.11\"; engines 1 subnet=\"192.0.2.0/28\"; }\n").has(
+        "network::overlap",
+        4,
+        65,
+        "\"192.0.2.0/28\"",
+    );
 }
 
 #[test]
@@ -281,13 +333,17 @@ fn plugin_subnet_too_small() {
 
 #[test]
 fn engines_at_or_beyond_cores_warn_with_the_hint() {
-    let c = kdl("controller \"west\" id=2 { address \"192.0.2.11\"; cores 2; engines 2 subnet=\"198.51.100.0/28\"; }\n");
-    c.has("engines::exceed-cores", 4, 65, "2").warning("engines::exceed-cores").help_contains("engines::exceed-cores", "use 1 engine");
+    let c =
+        kdl("controller \"west\" id=2 { address \"192.0.2.11\"; cores 2; engines 2 subnet=\"198.51.100.0/28\"; }\n");
+    c.has("engines::exceed-cores", 4, 65, "2")
+        .warning("engines::exceed-cores")
+        .help_contains("engines::exceed-cores", "use 1 engine");
 }
 
 // --- peering -------------------------------------------------------------------------------
 
-const MESH: &str = "controller \"west\" id=2 { address \"192.0.2.11\"; }\ncontroller \"north\" id=3 { address \"192.0.2.12\"; }\n";
+const MESH: &str =
+    "controller \"west\" id=2 { address \"192.0.2.11\"; }\ncontroller \"north\" id=3 { address \"192.0.2.12\"; }\n";
 
 #[test]
 fn link_to_unknown_controller() {
@@ -314,17 +370,16 @@ fn single_points_of_failure_warn() {
     c.has("peering::single-point-of-failure", 4, 12, "\"west\"").warning("peering::single-point-of-failure");
     c.has("peering::single-point-of-failure", 6, 11, "link \"east\" \"west\" cost=1");
     // A ring has none.
-    kdl(&format!("{MESH}peering {{ link \"east\" \"west\"; link \"west\" \"north\"; link \"north\" \"east\"; }}\n")).clean();
+    kdl(&format!("{MESH}peering {{ link \"east\" \"west\"; link \"west\" \"north\"; link \"north\" \"east\"; }}\n"))
+        .clean();
 }
 
 // --- references ----------------------------------------------------------------------------
 
 #[test]
 fn rule_naming_unknown_things() {
-    let c = kdl(
-        "client \"web-1\" tags=\"web\"\nfwset \"office\" type=\"net\" { net \"203.0.113.0/24\"; }\n\
-         firewall {\n  allow from=\"tag:wb\" to=\"web-2\"\n  allow from=\"fwset:ofice\" to=\"controller:west\"\n}\n",
-    );
+    let c = kdl("client \"web-1\" tags=\"web\"\nfwset \"office\" type=\"net\" { net \"203.0.113.0/24\"; }\n\
+         firewall {\n  allow from=\"tag:wb\" to=\"web-2\"\n  allow from=\"fwset:ofice\" to=\"controller:west\"\n}\n");
     c.has("reference::unknown", 7, 14, "\"tag:wb\"").help_contains("reference::unknown", "`web`");
     c.has("reference::unknown", 7, 26, "\"web-2\"");
     c.has("reference::unknown", 8, 14, "\"fwset:ofice\"").help_contains("reference::unknown", "`office`");
@@ -339,28 +394,51 @@ fn expect_naming_unknown_client() {
 #[test]
 fn fwset_of_the_wrong_type() {
     let sets = "client \"a\"\nfwset \"ports\" type=\"port\" { port 80; }\nfwset \"nets\" type=\"net\" { net \"10.9.0.0/16\"; }\n";
-    kdl(&format!("{sets}firewall {{ allow from=\"fwset:ports\" to=\"a\"; }}\n")).has("reference::fwset-type", 7, 23, "\"fwset:ports\"");
-    kdl(&format!("{sets}firewall {{ allow from=\"a\" to=\"a\" proto=\"tcp\" port=\"fwset:nets\"; }}\n"))
-        .has("reference::fwset-type", 7, 51, "\"fwset:nets\"");
+    kdl(&format!("{sets}firewall {{ allow from=\"fwset:ports\" to=\"a\"; }}\n")).has(
+        "reference::fwset-type",
+        7,
+        23,
+        "\"fwset:ports\"",
+    );
+    kdl(&format!("{sets}firewall {{ allow from=\"a\" to=\"a\" proto=\"tcp\" port=\"fwset:nets\"; }}\n")).has(
+        "reference::fwset-type",
+        7,
+        51,
+        "\"fwset:nets\"",
+    );
     kdl("fwset \"p\" type=\"port\" { net \"10.0.0.0/8\"; }\n").has("reference::fwset-type", 4, 29, "\"10.0.0.0/8\"");
 }
 
 #[test]
 fn port_needs_tcp_or_udp() {
-    kdl("client \"a\"\nfirewall { allow from=\"a\" to=\"any\" proto=\"icmp\" port=22; }\n").has("firewall::port-needs-protocol", 5, 54, "22");
-    kdl("client \"a\"\nfirewall { allow from=\"a\" to=\"any\" port=22; }\n").has("firewall::port-needs-protocol", 5, 41, "22");
+    kdl("client \"a\"\nfirewall { allow from=\"a\" to=\"any\" proto=\"icmp\" port=22; }\n").has(
+        "firewall::port-needs-protocol",
+        5,
+        54,
+        "22",
+    );
+    kdl("client \"a\"\nfirewall { allow from=\"a\" to=\"any\" port=22; }\n").has(
+        "firewall::port-needs-protocol",
+        5,
+        41,
+        "22",
+    );
 }
 
 // --- expect --------------------------------------------------------------------------------
 
 #[test]
 fn broken_expectation_shows_the_deciding_rule() {
-    let c = kdl(
-        "client \"a\"\nclient \"b\"\nfirewall policy=\"accept\" {\n  deny from=\"a\" to=\"b\" proto=\"tcp\"\n}\n\
-         expect \"a to b\" from=\"a\" to=\"b\" proto=\"tcp\" port=80 verdict=\"allow\"\n",
-    );
+    let c =
+        kdl("client \"a\"\nclient \"b\"\nfirewall policy=\"accept\" {\n  deny from=\"a\" to=\"b\" proto=\"tcp\"\n}\n\
+         expect \"a to b\" from=\"a\" to=\"b\" proto=\"tcp\" port=80 verdict=\"allow\"\n");
     c.has("expect::failed", 9, 61, "\"allow\"").help_contains("expect::failed", "rule 1");
-    let a = analyze(SourceFile::new("t.kdl", format!("{BASE}client \"a\"\nclient \"b\"\nfirewall policy=\"accept\" {{\n  deny from=\"a\" to=\"b\" proto=\"tcp\"\n}}\nexpect from=\"a\" to=\"b\" proto=\"tcp\" port=80 verdict=\"allow\"\n")));
+    let a = analyze(SourceFile::new(
+        "t.kdl",
+        format!(
+            "{BASE}client \"a\"\nclient \"b\"\nfirewall policy=\"accept\" {{\n  deny from=\"a\" to=\"b\" proto=\"tcp\"\n}}\nexpect from=\"a\" to=\"b\" proto=\"tcp\" port=80 verdict=\"allow\"\n"
+        ),
+    ));
     let d = a.diagnostics.iter().find(|d| d.code.name() == "meshwork::expect::failed").expect("expect::failed");
     let (line, col) = a.file.line_col(d.secondary[0].span.offset());
     assert_eq!((line, col), (7, 3), "the deciding rule is labelled where it is written");
@@ -395,11 +473,15 @@ fn toml_rule_without_action() {
 
 #[test]
 fn every_problem_in_one_run() {
-    let c = kdl(
-        "client \"a\" ip=\"10.0.0.1\"\nclient \"a\"\ncontroller \"west\" id=1 { address \"192.0.2.11\"; }\n\
-         firewall policy=\"nope\" { allow from=\"tag:x\" to=\"any\"; }\nexpect from=\"zz\" to=\"a\" verdict=\"drop\"\n",
-    );
-    for code in ["alloc::outside-overlay", "name::duplicate", "controller::duplicate-id", "value::invalid", "reference::unknown"] {
+    let c = kdl("client \"a\" ip=\"10.0.0.1\"\nclient \"a\"\ncontroller \"west\" id=1 { address \"192.0.2.11\"; }\n\
+         firewall policy=\"nope\" { allow from=\"tag:x\" to=\"any\"; }\nexpect from=\"zz\" to=\"a\" verdict=\"drop\"\n");
+    for code in [
+        "alloc::outside-overlay",
+        "name::duplicate",
+        "controller::duplicate-id",
+        "value::invalid",
+        "reference::unknown",
+    ] {
         assert!(c.count(code) >= 1, "missing {code} in {:#?}", c.found);
     }
 }

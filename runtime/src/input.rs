@@ -19,8 +19,9 @@ pub enum CliError {
 
 pub fn read(path: &Path) -> Result<SourceFile, CliError> {
     let text = std::fs::read(path).map_err(|source| CliError::Read { path: path.display().to_string(), source })?;
-    let text = String::from_utf8(text)
-        .map_err(|e| CliError::Message(format!("{} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to())))?;
+    let text = String::from_utf8(text).map_err(|e| {
+        CliError::Message(format!("{} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to()))
+    })?;
     Ok(SourceFile::new(path.display().to_string(), text))
 }
 
@@ -51,7 +52,10 @@ pub fn network(path: &Path) -> Result<(Analysis, Network), CliError> {
         Some(net) => Ok((analysis, net)),
         None => {
             let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
-            Err(CliError::Message(format!("{} has {errors} error(s); fix them first (meshwork check)", analysis.file.name)))
+            Err(CliError::Message(format!(
+                "{} has {errors} error(s); fix them first (meshwork check)",
+                analysis.file.name
+            )))
         }
     }
 }

@@ -75,14 +75,18 @@ fn check_json_has_code_severity_file_line_column_message_help() {
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
     let d = &v["files"][0]["diagnostics"];
-    let unknown = d.as_array().unwrap().iter().find(|d| d["code"] == "meshwork::shape::unknown-node").expect("unknown-node");
+    let unknown =
+        d.as_array().unwrap().iter().find(|d| d["code"] == "meshwork::shape::unknown-node").expect("unknown-node");
     assert_eq!(unknown["severity"], "error");
     assert_eq!(unknown["file"], broken.as_str());
     assert_eq!(unknown["line"], 3);
     assert_eq!(unknown["column"], 26);
     assert!(unknown["message"].as_str().unwrap().contains("adress"));
     assert_eq!(unknown["help"], "did you mean `address`?");
-    assert_eq!(v["errors"].as_u64().unwrap() as usize, d.as_array().unwrap().iter().filter(|d| d["severity"] == "error").count());
+    assert_eq!(
+        v["errors"].as_u64().unwrap() as usize,
+        d.as_array().unwrap().iter().filter(|d| d["severity"] == "error").count()
+    );
 }
 
 #[test]
@@ -98,7 +102,10 @@ fn build_writes_every_artifact_and_replaces_only_its_own_directory() {
     // Each controller's ccd resolves to the shared one.
     assert!(out.join("controllers/east/openvpn/ccd/web-1").is_file());
     // Building again replaces the directory.
-    assert_eq!(meshwork(&["build", &example("quickstart.kdl"), "-o", &out.display().to_string()]).status.code(), Some(0));
+    assert_eq!(
+        meshwork(&["build", &example("quickstart.kdl"), "-o", &out.display().to_string()]).status.code(),
+        Some(0)
+    );
     // A directory that is not a meshwork build is never replaced.
     let foreign = s.path("foreign");
     std::fs::create_dir_all(&foreign).unwrap();

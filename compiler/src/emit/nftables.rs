@@ -46,11 +46,17 @@ pub fn ruleset(net: &Network, c: &ControllerNet) -> ::nftables::schema::Nftables
     json::render(&plan::build(net, c))
 }
 
-/// Pretty JSON with a trailing newline.
+/// `nft -j -f` input, one command per line (see [`json::OPEN`] for the layout).
 pub fn to_json(r: &::nftables::schema::Nftables<'_>) -> String {
-    // The schema has no maps with non-string keys, so serialising cannot fail.
-    let mut s = serde_json::to_string_pretty(r).expect("nftables schema serialises to JSON");
-    s.push('\n');
+    let mut s = String::from(json::OPEN);
+    let mut elements = json::Elements;
+    for (i, obj) in r.objects.iter().enumerate() {
+        if i > 0 {
+            s.push_str(json::SEPARATOR);
+        }
+        elements.write(&mut s, obj);
+    }
+    s.push_str(json::CLOSE);
     s
 }
 
@@ -279,13 +285,15 @@ firewall policy="drop" {
         sync::<crate::emit::vns3::Renderer>();
     }
 
-    /// serde_json's pretty printer lays the document out as `json::Elements` splices it.
+    /// The spliced document is the ruleset itself, read back as JSON.
     #[test]
     fn json_document_is_its_objects_spliced() {
         for kdl in [TEN_ENGINES, THREE_PEERS, MIXED] {
             let net = network(kdl);
             for c in &net.controllers {
                 let r = ruleset(&net, c);
+                let parsed: serde_json::Value = serde_json::from_str(&to_json(&r)).unwrap();
+                assert_eq!(parsed, serde_json::to_value(&r).unwrap(), "controller {}", c.name);
                 let mut spliced = String::from(json::OPEN);
                 let mut elements = json::Elements::default();
                 let (first, rest) = r.objects.split_first().unwrap();
@@ -370,11 +378,11 @@ firewall policy="drop" {
         }
         let json = to_json(&ruleset(&net, c));
         assert!(json.contains("\"jhash\""));
-        assert!(json.contains("\"mod\": 11"));
-        assert!(json.contains("\"seed\": 51966"));
-        assert!(json.contains("\"offset\": 8192"));
-        assert!(json.contains("\"family\": \"ip\""));
-        assert!(json.contains("\"addr\": \"198.51.100.11\""));
+        assert!(json.contains("\"mod\":11"));
+        assert!(json.contains("\"seed\":51966"));
+        assert!(json.contains("\"offset\":8192"));
+        assert!(json.contains("\"family\":\"ip\""));
+        assert!(json.contains("\"addr\":\"198.51.100.11\""));
     }
 
     #[test]

@@ -343,16 +343,7 @@ client "roam" ip="100.127.255.200" redirect-gateway=#true
     fn file_set() {
         let n = net(MESH);
         let paths: Vec<String> = files(&n, "b").into_keys().collect();
-        assert_eq!(
-            paths,
-            [
-                "engine-1.conf",
-                "engine-2.conf",
-                "peer-a.conf",
-                "peer-c.conf",
-                "server.conf"
-            ]
-        );
+        assert_eq!(paths, ["engine-1.conf", "engine-2.conf", "peer-a.conf", "peer-c.conf", "server.conf"]);
         let paths: Vec<String> = files(&n, "a").into_keys().collect();
         assert!(!paths.iter().any(|p| p.starts_with("engine-")));
     }

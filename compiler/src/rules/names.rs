@@ -17,15 +17,15 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
     let mut identities: BTreeMap<String, (String, Span)> = BTreeMap::new();
     let mut claim = |name: &str, what: String, span: Span, out: &mut Diagnostics| {
         if let Some((first, first_span)) = identities.get(name) {
+            let message = if *first == what {
+                format!("{what} is declared twice")
+            } else {
+                format!("`{name}` names both {first} and {what}")
+            };
             out.push(
-                Diagnostic::error(
-                    Code::DuplicateName,
-                    format!("`{name}` names both {first} and {what}"),
-                    span,
-                    format!("{what} named again here"),
-                )
-                .with_label(*first_span, format!("{first} first"))
-                .with_help("controllers, engines (CONTROLLER-eK) and clients share one name space: rename one"),
+                Diagnostic::error(Code::DuplicateName, message, span, format!("{what} named again here"))
+                    .with_label(*first_span, format!("{first} first"))
+                    .with_help("controllers, engines (CONTROLLER-eK) and clients share one name space: rename one"),
             );
         } else {
             identities.insert(name.to_string(), (what, span));
@@ -49,8 +49,13 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
             if let Some(first) = groups_seen.get(group.as_str()) {
                 if *first != c.name.span {
                     out.push(
-                        Diagnostic::error(Code::DuplicateName, format!("client group `{group}` declared twice"), c.name.span, "declared again here")
-                            .with_label(*first, "first declared here"),
+                        Diagnostic::error(
+                            Code::DuplicateName,
+                            format!("client group `{group}` declared twice"),
+                            c.name.span,
+                            "declared again here",
+                        )
+                        .with_label(*first, "first declared here"),
                     );
                 }
                 continue;
@@ -63,8 +68,13 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
     for s in &t.fwsets {
         match fwsets.get(s.name.value.as_str()) {
             Some(first) => out.push(
-                Diagnostic::error(Code::DuplicateName, format!("fwset `{}` declared twice", s.name.value), s.name.span, "declared again here")
-                    .with_label(*first, "first declared here"),
+                Diagnostic::error(
+                    Code::DuplicateName,
+                    format!("fwset `{}` declared twice", s.name.value),
+                    s.name.span,
+                    "declared again here",
+                )
+                .with_label(*first, "first declared here"),
             ),
             None => {
                 fwsets.insert(&s.name.value, s.name.span);

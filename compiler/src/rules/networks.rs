@@ -38,7 +38,9 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
     for (i, p) in plugins.iter().enumerate() {
         for q in &plugins[..i] {
             if overlaps(&p.0.value, &q.0.value) {
-                out.push(clash(p, q.0.span, &q.1).with_help("peered controllers must use non-overlapping plugin subnets"));
+                out.push(
+                    clash(p, q.0.span, &q.1).with_help("peered controllers must use non-overlapping plugin subnets"),
+                );
             }
         }
         if let Some(o) = &t.overlay {

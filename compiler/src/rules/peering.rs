@@ -34,14 +34,28 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
         }
         all_known &= known;
         if l.a.value == l.b.value {
-            out.push(Diagnostic::error(Code::InvalidLink, format!("link from `{}` to itself", l.a.value), l.b.span, "same controller"));
+            out.push(Diagnostic::error(
+                Code::InvalidLink,
+                format!("link from `{}` to itself", l.a.value),
+                l.b.span,
+                "same controller",
+            ));
             continue;
         }
-        let key = if l.a.value < l.b.value { (l.a.value.clone(), l.b.value.clone()) } else { (l.b.value.clone(), l.a.value.clone()) };
+        let key = if l.a.value < l.b.value {
+            (l.a.value.clone(), l.b.value.clone())
+        } else {
+            (l.b.value.clone(), l.a.value.clone())
+        };
         if let Some(&first) = seen.get(&key) {
             out.push(
-                Diagnostic::error(Code::InvalidLink, format!("link between `{}` and `{}` declared twice", key.0, key.1), l.span, "declared again here")
-                    .with_label(links[first].span, "first declared here"),
+                Diagnostic::error(
+                    Code::InvalidLink,
+                    format!("link between `{}` and `{}` declared twice", key.0, key.1),
+                    l.span,
+                    "declared again here",
+                )
+                .with_label(links[first].span, "first declared here"),
             );
         } else {
             seen.insert(key, i);

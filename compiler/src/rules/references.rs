@@ -19,7 +19,12 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
         t.fwsets.iter().map(|s| (s.name.value.as_str(), s.kind.as_ref().map(|k| k.value))).collect();
 
     let unknown = |what: &str, name: &str, span: Span, candidates: &mut dyn Iterator<Item = &str>| {
-        let mut d = Diagnostic::error(Code::UnknownReference, format!("unknown {what} `{name}`"), span, format!("no such {what}"));
+        let mut d = Diagnostic::error(
+            Code::UnknownReference,
+            format!("unknown {what} `{name}`"),
+            span,
+            format!("no such {what}"),
+        );
         if let Some(m) = did_you_mean(name, candidates) {
             d = d.with_help(format!("did you mean `{m}`?"));
         }
@@ -39,9 +44,14 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
                 FwSetKind::Port => ("port", "net"),
             };
             out.push(
-                Diagnostic::error(Code::FwsetType, format!("fwset `{}` is of type \"{is}\" but holds a {holds}", s.name.value), span, format!("a {holds} entry"))
-                    .with_label(kind.span, format!("type \"{is}\""))
-                    .with_help(format!("move it into a fwset of type \"{holds}\"")),
+                Diagnostic::error(
+                    Code::FwsetType,
+                    format!("fwset `{}` is of type \"{is}\" but holds a {holds}", s.name.value),
+                    span,
+                    format!("a {holds} entry"),
+                )
+                .with_label(kind.span, format!("type \"{is}\""))
+                .with_help(format!("move it into a fwset of type \"{holds}\"")),
             );
         }
     }
@@ -63,8 +73,13 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
         Selector::FwSet(name) => match fwsets.get(name.as_str()) {
             None => out.push(unknown("fwset", name, sel.span, &mut fwsets.keys().copied())),
             Some(Some(FwSetKind::Port)) => out.push(
-                Diagnostic::error(Code::FwsetType, format!("fwset `{name}` holds ports, not addresses"), sel.span, "a port fwset")
-                    .with_help("from= and to= take fwsets of type \"net\""),
+                Diagnostic::error(
+                    Code::FwsetType,
+                    format!("fwset `{name}` holds ports, not addresses"),
+                    sel.span,
+                    "a port fwset",
+                )
+                .with_help("from= and to= take fwsets of type \"net\""),
             ),
             _ => {}
         },
@@ -73,7 +88,12 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
 
     let check_port = |port: &Sp<PortSpec>, proto: Option<&Sp<Proto>>, out: &mut Diagnostics| {
         if !matches!(proto.map(|p| p.value), Some(Proto::Tcp | Proto::Udp)) {
-            let mut d = Diagnostic::error(Code::PortWithoutProtocol, "a port needs proto=\"tcp\" or proto=\"udp\"", port.span, "port without tcp or udp");
+            let mut d = Diagnostic::error(
+                Code::PortWithoutProtocol,
+                "a port needs proto=\"tcp\" or proto=\"udp\"",
+                port.span,
+                "port without tcp or udp",
+            );
             if let Some(p) = proto {
                 d = d.with_label(p.span, format!("{} has no ports", p.value.name()));
             }
@@ -83,8 +103,13 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
             match fwsets.get(name.as_str()) {
                 None => out.push(unknown("fwset", name, port.span, &mut fwsets.keys().copied())),
                 Some(Some(FwSetKind::Net)) => out.push(
-                    Diagnostic::error(Code::FwsetType, format!("fwset `{name}` holds networks, not ports"), port.span, "a net fwset")
-                        .with_help("port= takes fwsets of type \"port\""),
+                    Diagnostic::error(
+                        Code::FwsetType,
+                        format!("fwset `{name}` holds networks, not ports"),
+                        port.span,
+                        "a net fwset",
+                    )
+                    .with_help("port= takes fwsets of type \"port\""),
                 ),
                 _ => {}
             }
@@ -108,7 +133,8 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
             }
         }
         if let Some(port) = &e.port {
-            let spec = Sp::new(PortSpec::Range(crate::model::PortRange { low: port.value, high: port.value }), port.span);
+            let spec =
+                Sp::new(PortSpec::Range(crate::model::PortRange { low: port.value, high: port.value }), port.span);
             check_port(&spec, e.proto.as_ref(), out);
         }
     }

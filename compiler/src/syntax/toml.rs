@@ -139,7 +139,7 @@ fn tagged(
                 span(element.span()),
                 format!("`{tag_key}` missing"),
             )
-            .with_help(format!("add {tag_key} = \"{}\"", choices.join("\" or \"")))
+            .with_help(format!("add {tag_key} = \"{}\"", choices.join("\" or \""))),
         );
         return;
     };

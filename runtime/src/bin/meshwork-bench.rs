@@ -68,13 +68,25 @@ pub fn topology() -> String {
         let port = 10_000 + i;
         let line = match i % 4 {
             0 | 1 => format!("{action} from=\"tag:{}\" to=\"tag:{}\" proto=\"tcp\" port={port}", tag(i), tag(i + 1)),
-            2 => format!("{action} from=\"{}\" to=\"tag:{}\" proto=\"udp\" port={port}", client_with_tag(i, 1), tag(i + 1)),
-            _ => format!("{action} from=\"fwset:nets-{}\" to=\"tag:{}\" proto=\"tcp\" port={port}", i % NET_FWSETS, tag(i + 1)),
+            2 => format!(
+                "{action} from=\"{}\" to=\"tag:{}\" proto=\"udp\" port={port}",
+                client_with_tag(i, 1),
+                tag(i + 1)
+            ),
+            _ => format!(
+                "{action} from=\"fwset:nets-{}\" to=\"tag:{}\" proto=\"tcp\" port={port}",
+                i % NET_FWSETS,
+                tag(i + 1)
+            ),
         };
         let _ = writeln!(w, "    {line}");
     }
     for f in 0..PORT_FWSETS {
-        let _ = writeln!(w, "    allow from=\"overlay\" to=\"controller:ctl-{}\" proto=\"tcp\" port=\"fwset:ports-{f}\"", f + 1);
+        let _ = writeln!(
+            w,
+            "    allow from=\"overlay\" to=\"controller:ctl-{}\" proto=\"tcp\" port=\"fwset:ports-{f}\"",
+            f + 1
+        );
     }
     let _ = writeln!(w, "}}");
     for e in 0..EXPECTS {
@@ -86,7 +98,11 @@ pub fn topology() -> String {
             _ => client_with_tag(i, 2),
         };
         let to = client_with_tag(i + 1, 3);
-        let _ = writeln!(w, "expect \"e{e}\" from=\"{from}\" to=\"{to}\" proto=\"{proto}\" port={} verdict=\"{action}\"", 10_000 + i);
+        let _ = writeln!(
+            w,
+            "expect \"e{e}\" from=\"{from}\" to=\"{to}\" proto=\"{proto}\" port={} verdict=\"{action}\"",
+            10_000 + i
+        );
     }
     s
 }
@@ -102,25 +118,38 @@ fn peak_rss_of_children_kib() -> i64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let runs: usize = args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok()).unwrap_or(5);
+    let runs: usize =
+        args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok()).unwrap_or(5);
     let keep = args.iter().position(|a| a == "--keep").and_then(|i| args.get(i + 1)).map(PathBuf::from);
     let exe_dir = std::env::current_exe().expect("own path").parent().expect("bin dir").to_path_buf();
     let meshwork = exe_dir.join("meshwork");
     assert!(meshwork.exists(), "build the meshwork binary first: cargo build --release -p meshwork");
 
+    let keep_work = keep.is_some();
     let work = keep.unwrap_or_else(|| std::env::temp_dir().join(format!("meshwork-bench-{}", std::process::id())));
     std::fs::create_dir_all(&work).expect("work dir");
     let file = work.join("bench.kdl");
     let text = topology();
     std::fs::write(&file, &text).expect("write topology");
-    println!("topology: {} bytes, {CONTROLLERS} controllers x {ENGINES} engines, {CLIENTS} clients, {} fwsets, {} rules, {EXPECTS} expects",
-        text.len(), NET_FWSETS + PORT_FWSETS, RULES + PORT_FWSETS);
+    println!(
+        "topology: {} bytes, {CONTROLLERS} controllers x {ENGINES} engines, {CLIENTS} clients, {} fwsets, {} rules, {EXPECTS} expects",
+        text.len(),
+        NET_FWSETS + PORT_FWSETS,
+        RULES + PORT_FWSETS
+    );
 
     let mut times = Vec::new();
     for run in 0..runs {
         let out = work.join("out");
         let started = Instant::now();
-        let status = Command::new(&meshwork).arg("build").arg(&file).arg("-o").arg(&out).stdout(std::process::Stdio::null()).status().expect("run meshwork");
+        let status = Command::new(&meshwork)
+            .arg("build")
+            .arg(&file)
+            .arg("-o")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run meshwork");
         let elapsed = started.elapsed();
         assert!(status.success(), "meshwork build failed on the benchmark topology");
         times.push(elapsed.as_secs_f64());
@@ -131,9 +160,15 @@ fn main() {
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
-    println!("meshwork build: median {median:.3} s, min {:.3} s, max {:.3} s over {runs} runs", times[0], times[times.len() - 1]);
+    println!(
+        "meshwork build: median {median:.3} s, min {:.3} s, max {:.3} s over {runs} runs",
+        times[0],
+        times[times.len() - 1]
+    );
     println!("peak RSS: {:.1} MiB", peak_rss_of_children_kib() as f64 / 1024.0);
-    let _ = std::fs::remove_dir_all(&work);
+    if !keep_work {
+        let _ = std::fs::remove_dir_all(&work);
+    }
 }
 
 fn report_output(dir: &Path) {

@@ -15,8 +15,13 @@ use crate::input::{self, CliError};
 
 pub fn run(file: &Path, out: &Path) -> Result<ExitCode, CliError> {
     let (_analysis, net) = input::network(file)?;
-    let fail = |what: &str, path: &Path, e: std::io::Error| CliError::Message(format!("cannot {what} {}: {e}", path.display()));
-    if out.exists() && !out.join(CHECKSUM_PATH).exists() && fs::read_dir(out).map_err(|e| fail("read", out, e))?.next().is_some() {
+    let fail = |what: &str, path: &Path, e: std::io::Error| {
+        CliError::Message(format!("cannot {what} {}: {e}", path.display()))
+    };
+    if out.exists()
+        && !out.join(CHECKSUM_PATH).exists()
+        && fs::read_dir(out).map_err(|e| fail("read", out, e))?.next().is_some()
+    {
         return Err(CliError::Message(format!(
             "{} exists and is not a meshwork build directory (no `{CHECKSUM_PATH}` file); refusing to replace it",
             out.display()

@@ -14,7 +14,8 @@ pub fn run(code: Option<&str>) -> Result<ExitCode, CliError> {
             }
         }
         Some(name) => {
-            let c = Code::from_name(name).ok_or_else(|| CliError::Message(format!("no diagnostic code `{name}` (see `meshwork codes`)")))?;
+            let c = Code::from_name(name)
+                .ok_or_else(|| CliError::Message(format!("no diagnostic code `{name}` (see `meshwork codes`)")))?;
             println!("{}\n\n{}\n\n{}", c.name(), c.summary(), c.explanation());
         }
     }

@@ -6,9 +6,17 @@ use std::process::ExitCode;
 use crate::OutputFormat;
 use crate::input::{self, CliError};
 
-pub fn run(file: &Path, from: &str, to: &str, proto: &str, port: Option<u16>, format: OutputFormat) -> Result<ExitCode, CliError> {
+pub fn run(
+    file: &Path,
+    from: &str,
+    to: &str,
+    proto: &str,
+    port: Option<u16>,
+    format: OutputFormat,
+) -> Result<ExitCode, CliError> {
     let (analysis, net) = input::network(file)?;
-    let e = meshwork_compiler::explain::explain(&analysis.file, &net, from, to, proto, port).map_err(CliError::Message)?;
+    let e =
+        meshwork_compiler::explain::explain(&analysis.file, &net, from, to, proto, port).map_err(CliError::Message)?;
     if format == OutputFormat::Json {
         println!("{}", serde_json::to_string_pretty(&e).map_err(|e| CliError::Message(e.to_string()))?);
         return Ok(ExitCode::SUCCESS);

@@ -97,39 +97,28 @@ pub fn rule(chain: &'static str, r: &Rule) -> NfObject<'static> {
     }))
 }
 
-/// How `serde_json::to_string_pretty` lays out a whole [`Nftables`] document: its opening, then
-/// the objects of the `nftables` array separated by [`SEPARATOR`], each as an [`Elements`]
-/// writes it, then [`CLOSE`]. So a document can be spliced together from objects rendered
-/// separately (and some of them only once for every controller).
-pub const OPEN: &str = "{\n  \"nftables\": [\n";
+/// The layout of `nftables.json`: the `nftables` array with one command per line, each in
+/// compact JSON. Large sets stay one line each, so the file is about a third of pretty JSON's
+/// size (it is machine input; `nftables.nft` is the form for reading) while a review still sees
+/// one changed line per changed command. A document is spliced together from objects rendered
+/// separately (some only once for every controller): [`OPEN`], the objects separated by
+/// [`SEPARATOR`], then [`CLOSE`].
+pub const OPEN: &str = "{\"nftables\": [\n";
 /// Between two objects of the array.
 pub const SEPARATOR: &str = ",\n";
-/// After the last object, with the trailing newline [`super::to_json`] adds.
-pub const CLOSE: &str = "\n  ]\n}\n";
+/// After the last object, with a trailing newline.
+pub const CLOSE: &str = "\n]}\n";
 
-/// Writes objects as elements of the `nftables` array: pretty JSON (two-space indent), every line
-/// indented by four more spaces. Keeps one buffer for the serialiser between objects.
+/// Writes objects as elements of the `nftables` array, compact.
 #[derive(Default)]
-pub struct Elements {
-    buf: Vec<u8>,
-}
+pub struct Elements;
 
 impl Elements {
     /// Appends `obj`, without a separator.
     pub fn write(&mut self, out: &mut String, obj: &NfObject<'_>) {
-        self.buf.clear();
         // The schema has no maps with non-string keys, so serialising cannot fail.
-        serde_json::to_writer_pretty(&mut self.buf, obj).expect("nftables schema serialises to JSON");
-        let json = std::str::from_utf8(&self.buf).expect("serde_json writes UTF-8");
-        // JSON strings escape control characters, so every newline is the printer's.
-        out.reserve(json.len() + 4 * (1 + json.bytes().filter(|&b| b == b'\n').count()));
-        for (i, line) in json.split('\n').enumerate() {
-            if i > 0 {
-                out.push('\n');
-            }
-            out.push_str("    ");
-            out.push_str(line);
-        }
+        let json = serde_json::to_string(obj).expect("nftables schema serialises to JSON");
+        out.push_str(&json);
     }
 
     /// Appends each object, each preceded by [`SEPARATOR`].
