@@ -66,10 +66,10 @@ impl CompiledRule {
     }
 
     fn matches(&self, src: Ipv4Addr, dst: Ipv4Addr, proto: Option<Proto>, port: Option<u16>) -> bool {
-        if let Some(p) = self.proto {
-            if proto != Some(p) {
-                return false;
-            }
+        if let Some(p) = self.proto
+            && proto != Some(p)
+        {
+            return false;
         }
         if let Some(pm) = &self.port {
             match port {

@@ -36,19 +36,19 @@ fn check_level(
             out.push(d);
             continue;
         };
-        if !spec.many {
-            if let Some(first) = nodes[..i].iter().find(|m| m.name == n.name) {
-                out.push(
-                    Diagnostic::error(
-                        Code::Duplicate,
-                        format!("`{}` given more than once", n.name),
-                        n.name_span,
-                        "given again here",
-                    )
-                    .with_label(first.name_span, "first given here"),
-                );
-                continue;
-            }
+        if !spec.many
+            && let Some(first) = nodes[..i].iter().find(|m| m.name == n.name)
+        {
+            out.push(
+                Diagnostic::error(
+                    Code::Duplicate,
+                    format!("`{}` given more than once", n.name),
+                    n.name_span,
+                    "given again here",
+                )
+                .with_label(first.name_span, "first given here"),
+            );
+            continue;
         }
         check_node(n, spec, out);
     }

@@ -146,7 +146,9 @@ fn explain_prints_verdict_and_deciding_rule_with_location() {
 fn diff_shows_changes_for_review() {
     let s = Scratch::new("diff");
     let old = std::fs::read_to_string(example("quickstart.kdl")).unwrap();
-    let new = old.replace("engines 3 subnet", "engines 2 subnet").replace("client \"admin\" tags=\"ops\"\n", "");
+    let new = old
+        .replace("engines 3 subnet", "engines 2 subnet")
+        .replace("client \"admin\" tags=\"ops\"\n", "client \"admin\" tags=\"ops\"\nclient \"new-1\"\n");
     let (a, b) = (s.file("old.kdl", &old), s.file("new.kdl", &new));
     let o = meshwork(&["diff", &a, &a, "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0));
@@ -154,7 +156,7 @@ fn diff_shows_changes_for_review() {
     let o = meshwork(&["diff", &a, &b, "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.contains("- admin"), "{text}");
+    assert!(text.contains("+ new-1"), "{text}");
     assert!(text.contains("- engine 3"), "{text}");
     let o = meshwork(&["diff", &a, &b, "--format", "json"]);
     assert_eq!(o.status.code(), Some(0));

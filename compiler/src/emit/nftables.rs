@@ -89,7 +89,7 @@ impl Renderer {
     /// Plans the named sets and the `firewall` chain of `net` and renders them in both forms.
     pub fn new(net: &Network) -> Renderer {
         let shared = plan::shared(net);
-        let mut elements = json::Elements::default();
+        let mut elements = json::Elements;
 
         let mut json_head = String::from(json::OPEN);
         let [first, rest @ ..] = json::table_commands();
@@ -122,7 +122,7 @@ impl Renderer {
     /// network this renderer was made from.
     pub fn json(&self, net: &Network, c: &ControllerNet) -> String {
         let chains = plan::local(net, c);
-        let mut elements = json::Elements::default();
+        let mut elements = json::Elements;
         let mut local_chains = String::new();
         elements.write_each(&mut local_chains, chains.iter().map(json::chain));
         let mut local_rules = String::new();
@@ -295,7 +295,7 @@ firewall policy="drop" {
                 let parsed: serde_json::Value = serde_json::from_str(&to_json(&r)).unwrap();
                 assert_eq!(parsed, serde_json::to_value(&r).unwrap(), "controller {}", c.name);
                 let mut spliced = String::from(json::OPEN);
-                let mut elements = json::Elements::default();
+                let mut elements = json::Elements;
                 let (first, rest) = r.objects.split_first().unwrap();
                 elements.write(&mut spliced, first);
                 elements.write_each(&mut spliced, rest.iter().cloned());

@@ -43,10 +43,10 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
                 );
             }
         }
-        if let Some(o) = &t.overlay {
-            if overlaps(&p.0.value, &o.value) {
-                out.push(clash(p, o.span, "the overlay"));
-            }
+        if let Some(o) = &t.overlay
+            && overlaps(&p.0.value, &o.value)
+        {
+            out.push(clash(p, o.span, "the overlay"));
         }
         for l in &lans {
             if overlaps(&p.0.value, &l.0.value) {
@@ -54,10 +54,10 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
             }
         }
         for c in &t.controllers {
-            if let Some(Sp { value: Host::Ip(ip), span }) = &c.address {
-                if p.0.value.contains(ip) {
-                    out.push(clash(p, *span, &format!("the underlay address of `{}`", c.name.value)));
-                }
+            if let Some(Sp { value: Host::Ip(ip), span }) = &c.address
+                && p.0.value.contains(ip)
+            {
+                out.push(clash(p, *span, &format!("the underlay address of `{}`", c.name.value)));
             }
         }
     }
@@ -67,10 +67,10 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
                 out.push(clash(l, m.0.span, &m.1).with_help("a network can sit behind one controller only"));
             }
         }
-        if let Some(o) = &t.overlay {
-            if overlaps(&l.0.value, &o.value) {
-                out.push(clash(l, o.span, "the overlay"));
-            }
+        if let Some(o) = &t.overlay
+            && overlaps(&l.0.value, &o.value)
+        {
+            out.push(clash(l, o.span, "the overlay"));
         }
     }
     for c in &t.controllers {
