@@ -891,16 +891,10 @@ fn render_engine(out: &mut String, e: &EngineChange) {
 
 #[cfg(test)]
 mod tests {
+    use crate::testing::network as net;
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::source::SourceFile;
-
-    fn net(text: &str) -> Network {
-        let a = crate::analyze(SourceFile::new("t.kdl", text));
-        let report = crate::diagnostic::render_plain(&a.file, &a.diagnostics);
-        a.network.unwrap_or_else(|| panic!("topology does not validate:\n{report}"))
-    }
 
     const BASE: &str = r#"
 topology "acme"

@@ -96,15 +96,7 @@ pub fn dot(net: &Network) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::SourceFile;
-
-    fn net(text: &str) -> Network {
-        let a = crate::analyze(SourceFile::new("t.kdl", text));
-        match a.network {
-            Some(n) => n,
-            None => panic!("topology did not validate: {:#?}", a.diagnostics),
-        }
-    }
+    use crate::testing::network as net;
 
     const HEAD: &str = r#"
 topology "g"

@@ -24,6 +24,8 @@ pub mod schema;
 pub mod shape;
 pub mod source;
 pub mod syntax;
+#[cfg(test)]
+mod testing;
 pub mod values;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};

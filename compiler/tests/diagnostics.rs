@@ -485,3 +485,14 @@ fn every_problem_in_one_run() {
         assert!(c.count(code) >= 1, "missing {code} in {:#?}", c.found);
     }
 }
+
+/// Every code meshwork can emit is exercised by a test in this file.
+#[test]
+fn every_code_has_a_test_here() {
+    let src = include_str!("diagnostics.rs");
+    for code in meshwork_compiler::codes::Code::ALL {
+        let short = &code.name()["meshwork::".len()..];
+        assert!(src.contains(&format!("\"{short}\"")), "no test names {}", code.name());
+        assert!(!code.explanation().is_empty() && !code.summary().is_empty());
+    }
+}

@@ -169,15 +169,7 @@ fn concat(parts: &[&str]) -> String {
 mod tests {
     use super::ir::{Elem, Key, Stmt, Value, Verdict};
     use super::*;
-    use crate::source::SourceFile;
-
-    pub(crate) fn network(kdl: &str) -> Network {
-        let a = crate::analyze(SourceFile::new("t.kdl", kdl));
-        match a.network {
-            Some(n) => n,
-            None => panic!("topology did not validate: {:#?}", a.diagnostics),
-        }
-    }
+    use crate::testing::network;
 
     const TEN_ENGINES: &str = r#"
 topology "t"

@@ -280,12 +280,12 @@ fn peer(net: &Network, c: &ControllerNet, r: &ControllerNet) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::testing::network as net;
     use std::collections::BTreeMap;
 
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::source::SourceFile;
 
     const MESH: &str = r#"
 topology "t"
@@ -313,14 +313,6 @@ client "web-1" tags="web" redirect-gateway=#false
 client "gone" revoked=#true
 client "roam" ip="100.127.255.200" redirect-gateway=#true
 "#;
-
-    fn net(text: &str) -> Network {
-        let a = crate::analyze(SourceFile::new("t.kdl", text));
-        match a.network {
-            Some(n) => n,
-            None => panic!("topology did not validate: {:#?}", a.diagnostics),
-        }
-    }
 
     fn files(net: &Network, name: &str) -> BTreeMap<String, String> {
         let c = net.controller(name).unwrap();

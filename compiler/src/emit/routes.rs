@@ -168,15 +168,7 @@ pub fn from_json(text: &str) -> Result<RouteTable, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::SourceFile;
-
-    fn net(text: &str) -> Network {
-        let a = crate::analyze(SourceFile::new("t.kdl", text));
-        match a.network {
-            Some(n) => n,
-            None => panic!("topology did not validate: {:#?}", a.diagnostics),
-        }
-    }
+    use crate::testing::network as net;
 
     const CHAIN: &str = r#"
 topology "t"

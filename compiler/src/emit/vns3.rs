@@ -238,15 +238,7 @@ fn address(m: &AddrMatch, flag: &str, dir: &str, names: &SetNames) -> Option<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::SourceFile;
-
-    fn network(kdl: &str) -> Network {
-        let a = crate::analyze(SourceFile::new("t.kdl", kdl));
-        match a.network {
-            Some(n) => n,
-            None => panic!("topology did not validate: {:#?}", a.diagnostics),
-        }
-    }
+    use crate::testing::network;
 
     const ENGINES: &str = r#"
 topology "t"
