@@ -15,6 +15,7 @@ pub mod explain;
 pub mod firewall;
 pub mod grammar;
 pub mod graph;
+pub mod identity;
 pub mod lower;
 pub mod model;
 pub mod network;

@@ -224,6 +224,12 @@ fn client_named_like_a_controller_or_engine() {
 }
 
 #[test]
+fn client_named_like_a_peering_identity_or_a_key_file() {
+    kdl("client \"peer-east\"\n").has("name::duplicate", 4, 8, "\"peer-east\"");
+    kdl("client \"ca\"\n").has("value::invalid-name", 4, 8, "\"ca\"");
+}
+
+#[test]
 fn duplicate_fwset_and_controller_names() {
     kdl("fwset \"s\" type=\"net\"\nfwset \"s\" type=\"port\"\n").has("name::duplicate", 5, 7, "\"s\"");
     kdl("controller \"east\" id=2 { address \"192.0.2.11\"; }\n").has("name::duplicate", 4, 12, "\"east\"");

@@ -23,6 +23,8 @@ use crate::peering::{PEER_PORT_BASE, tunnel_addresses, tunnel_device};
 
 /// The topology CA, relative to the OpenVPN directory.
 pub const CA_PATH: &str = "keys/ca.crt";
+/// The topology CRL (revoked and removed identities), refreshed by `meshwork keys sync`.
+pub const CRL_PATH: &str = "keys/crl.pem";
 /// The topology's tls-crypt static key (not X.509), shared by every endpoint.
 pub const TLS_CRYPT_PATH: &str = "keys/tls-crypt.key";
 /// Client-config-dir, shared by the controller's server and its engines.
@@ -139,8 +141,9 @@ fn tls(s: &mut String, cn: &str, role: Role, verify_name: Option<&str>) {
     if let Some(name) = verify_name {
         let _ = writeln!(s, "verify-x509-name {name} name");
     }
-    // Issue 3: `crl-verify keys/crl.pem` goes here, once for every endpoint that verifies a
-    // peer certificate (servers, engines and both sides of every peer tunnel).
+    // Every endpoint that verifies a peer certificate checks it against the topology's CRL, so
+    // a revoked client (or a removed peer) is refused everywhere.
+    let _ = writeln!(s, "crl-verify {CRL_PATH}");
     if role == Role::Server {
         s.push_str("dh none\n");
     }

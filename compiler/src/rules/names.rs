@@ -1,14 +1,19 @@
 //! `name::duplicate`, `controller::duplicate-id`, `controller::no-root`.
 //!
-//! Controllers, engines and clients share one name space (each is a certificate CN); fwsets
-//! have their own.
+//! Controllers, engines, peering identities (`peer-<controller>`) and clients share one name
+//! space (each is a certificate CN and a key file name); fwsets have their own.
 
 use std::collections::BTreeMap;
 
 use super::Context;
 use crate::codes::Code;
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::emit::openvpn::peer_cn;
 use crate::network::engine_name;
+
+/// Names of the keyset's own files (`keys/ca.crt`, `keys/crl.pem`, `keys/tls-crypt.key`):
+/// an identity with one of them would overwrite it.
+pub const RESERVED: &[&str] = &["ca", "crl", "tls-crypt"];
 use crate::source::{Span, at};
 
 pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
@@ -16,6 +21,13 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
     // name -> (what it is, where)
     let mut identities: BTreeMap<String, (String, Span)> = BTreeMap::new();
     let mut claim = |name: &str, what: String, span: Span, out: &mut Diagnostics| {
+        if RESERVED.contains(&name) {
+            out.push(
+                Diagnostic::error(Code::InvalidName, format!("`{name}` is a reserved name"), span, "reserved")
+                    .with_help(format!("{} name key files of their own; pick another name", RESERVED.join(", "))),
+            );
+            return;
+        }
         if let Some((first, first_span)) = identities.get(name) {
             let message = if *first == what {
                 format!("{what} is declared twice")
@@ -33,6 +45,10 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
     };
     for c in &t.controllers {
         claim(&c.name.value, format!("controller `{}`", c.name.value), c.name.span, out);
+    }
+    for c in &t.controllers {
+        let cn = peer_cn(&c.name.value);
+        claim(&cn, format!("the peering identity of `{}`", c.name.value), c.name.span, out);
     }
     for c in &t.controllers {
         if let Some(e) = &c.engines {

@@ -1,6 +1,9 @@
 pub mod build;
 pub mod check;
+pub mod clientpack;
 pub mod codes;
 pub mod diff;
 pub mod explain;
 pub mod graph;
+pub mod keys;
+pub mod keys_transfer;
