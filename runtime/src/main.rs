@@ -2,7 +2,6 @@
 
 mod commands;
 mod input;
-mod state;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,7 +108,7 @@ pub struct StateArg {
 
 impl StateArg {
     pub fn dir(&self) -> PathBuf {
-        state::resolve(self.state_dir.as_deref())
+        meshwork::state::resolve(self.state_dir.as_deref())
     }
 }
 

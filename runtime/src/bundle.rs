@@ -1,0 +1,1 @@
+//! STUB — encrypted keyset bundles (being written).

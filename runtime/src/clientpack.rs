@@ -1,0 +1,1 @@
+//! STUB — clientpacks (being written).

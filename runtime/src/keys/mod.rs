@@ -1,0 +1,1 @@
+//! STUB — the topology keyset (being written).
