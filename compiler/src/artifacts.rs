@@ -16,6 +16,16 @@ use crate::emit;
 use crate::network::{ControllerNet, Network};
 
 pub const CHECKSUM_PATH: &str = "checksum";
+/// The fingerprint of the keyset's CA, when the build was given one.
+pub const CA_FINGERPRINT_PATH: &str = "ca-fingerprint";
+
+/// What a build takes besides the network.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// Hex SHA-256 of the topology CA's certificate. It goes into the checksum, so controllers
+    /// on different keysets show different checksums.
+    pub ca_fingerprint: Option<String>,
+}
 /// Where the shared client-config-dir lives, and what each controller's `openvpn/ccd` points to.
 pub const CCD_DIR: &str = "ccd";
 pub const CCD_LINK_TARGET: &str = "../../../ccd";
@@ -53,8 +63,13 @@ impl Artifacts {
 
 /// Every artifact, collected in memory.
 pub fn build(net: &Network) -> Artifacts {
+    build_with(net, &BuildOptions::default())
+}
+
+/// Every artifact, collected in memory, with options.
+pub fn build_with(net: &Network, options: &BuildOptions) -> Artifacts {
     let collected = Mutex::new(Artifacts::default());
-    let result: Result<String, std::convert::Infallible> = emit_all(net, &|path, artifact| {
+    let result: Result<String, std::convert::Infallible> = emit_all(net, options, &|path, artifact| {
         let mut a = collected.lock().unwrap_or_else(|e| e.into_inner());
         match artifact {
             Artifact::File(content) => a.0.insert(path.to_string(), content.to_string()),
@@ -67,8 +82,8 @@ pub fn build(net: &Network) -> Artifacts {
 }
 
 /// The topology checksum alone (renders everything, writes nothing).
-pub fn checksum(net: &Network) -> String {
-    let result: Result<String, std::convert::Infallible> = emit_all(net, &|_, _| Ok(()));
+pub fn checksum(net: &Network, options: &BuildOptions) -> String {
+    let result: Result<String, std::convert::Infallible> = emit_all(net, options, &|_, _| Ok(()));
     let Ok(sum) = result;
     sum
 }
@@ -85,10 +100,12 @@ enum Job<'a> {
 ///
 /// The checksum is SHA-256 over the SHA-256 digests of the work items in a fixed order (the ccd
 /// slices, then the controllers by id), each digest taken over its artifacts' paths and
-/// contents. It is the same on every controller, whatever the file format of the topology, and
-/// changes with any artifact.
+/// contents, followed by the CA fingerprint when there is one. It is the same on every
+/// controller, whatever the file format of the topology, and changes with any artifact and
+/// with the keyset.
 pub fn emit_all<E: Send>(
     net: &Network,
+    options: &BuildOptions,
     sink: &(dyn Fn(&str, Artifact<'_>) -> Result<(), E> + Sync),
 ) -> Result<String, E> {
     let nft = emit::nftables::Renderer::new(net);
@@ -146,6 +163,11 @@ pub fn emit_all<E: Send>(
     let mut total = Sha256::new();
     for d in digests {
         total.update(d.into_inner().unwrap_or_else(|e| e.into_inner()).unwrap_or_default());
+    }
+    if let Some(fingerprint) = &options.ca_fingerprint {
+        total.update(b"ca\0");
+        total.update(fingerprint.as_bytes());
+        sink(CA_FINGERPRINT_PATH, Artifact::File(&format!("{fingerprint}\n")))?;
     }
     let sum: String = total.finalize().iter().map(|b| format!("{b:02x}")).collect();
     sink(CHECKSUM_PATH, Artifact::File(&format!("{sum}\n")))?;

@@ -128,3 +128,18 @@ fn rendered_diagnostics() {
         settings().bind(|| insta::assert_snapshot!(snap, rendered));
     }
 }
+
+#[test]
+fn checksum_includes_the_ca_fingerprint() {
+    let path = examples_dir().join("quickstart.kdl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let net = meshwork_compiler::analyze(SourceFile::new("q.kdl", text)).network.unwrap();
+    let opts = |f: Option<&str>| meshwork_compiler::artifacts::BuildOptions { ca_fingerprint: f.map(str::to_string) };
+    let plain = meshwork_compiler::artifacts::checksum(&net, &opts(None));
+    let one = meshwork_compiler::artifacts::checksum(&net, &opts(Some("aa")));
+    let other = meshwork_compiler::artifacts::checksum(&net, &opts(Some("bb")));
+    assert!(plain != one && one != other && plain != other, "keysets must show in the checksum");
+    let built = meshwork_compiler::artifacts::build_with(&net, &opts(Some("aa")));
+    assert_eq!(built.checksum(), one);
+    assert_eq!(built.get("ca-fingerprint"), Some("aa\n"));
+}

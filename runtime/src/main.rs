@@ -35,6 +35,8 @@ enum Command {
         /// Treat warnings as errors.
         #[arg(long)]
         deny_warnings: bool,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Compile a topology into every host's configuration.
     Build {
@@ -42,6 +44,8 @@ enum Command {
         /// Output directory (replaced as a whole; never half-written).
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// The firewall's verdict for one flow, and the rule that decides it.
     Explain {
@@ -157,8 +161,10 @@ enum KeysAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { files, format, deny_warnings } => commands::check::run(&files, format, deny_warnings),
-        Command::Build { file, out } => commands::build::run(&file, &out),
+        Command::Check { files, format, deny_warnings, state } => {
+            commands::check::run(&files, format, deny_warnings, &state.dir())
+        }
+        Command::Build { file, out, state } => commands::build::run(&file, &out, &state.dir()),
         Command::Explain { file, from, to, proto, port, format } => {
             commands::explain::run(&file, &from, &to, &proto, port, format)
         }

@@ -9,12 +9,13 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use meshwork_compiler::artifacts::{self, Artifact, CHECKSUM_PATH};
+use meshwork_compiler::artifacts::{self, Artifact, BuildOptions, CHECKSUM_PATH};
 
 use crate::input::{self, CliError};
 
-pub fn run(file: &Path, out: &Path) -> Result<ExitCode, CliError> {
+pub fn run(file: &Path, out: &Path, state: &Path) -> Result<ExitCode, CliError> {
     let (_analysis, net) = input::network(file)?;
+    let options = BuildOptions { ca_fingerprint: input::ca_fingerprint(state)? };
     let fail = |what: &str, path: &Path, e: std::io::Error| {
         CliError::Message(format!("cannot {what} {}: {e}", path.display()))
     };
@@ -30,7 +31,7 @@ pub fn run(file: &Path, out: &Path) -> Result<ExitCode, CliError> {
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "build".into());
     let staging = out.with_file_name(format!(".{name}.meshwork-{}", std::process::id()));
     let writer = Writer::new(staging.clone());
-    let checksum = match artifacts::emit_all(&net, &|path, artifact| writer.write(path, artifact)) {
+    let checksum = match artifacts::emit_all(&net, &options, &|path, artifact| writer.write(path, artifact)) {
         Ok(sum) => sum,
         Err((path, e)) => {
             let _ = fs::remove_dir_all(&staging);

@@ -1,8 +1,9 @@
 //! `meshwork check`: every problem in every file, for people or (`--format json`) programs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use meshwork_compiler::artifacts::BuildOptions;
 use meshwork_compiler::diagnostic::{JsonDiagnostic, Severity};
 use serde::Serialize;
 
@@ -23,7 +24,8 @@ struct JsonFile {
     diagnostics: Vec<JsonDiagnostic>,
 }
 
-pub fn run(files: &[PathBuf], format: OutputFormat, deny_warnings: bool) -> Result<ExitCode, CliError> {
+pub fn run(files: &[PathBuf], format: OutputFormat, deny_warnings: bool, state: &Path) -> Result<ExitCode, CliError> {
+    let options = BuildOptions { ca_fingerprint: input::ca_fingerprint(state)? };
     let mut report = JsonReport { files: vec![], errors: 0, warnings: 0 };
     for path in files {
         let analysis = input::load(path)?;
@@ -31,7 +33,7 @@ pub fn run(files: &[PathBuf], format: OutputFormat, deny_warnings: bool) -> Resu
         let warnings = analysis.diagnostics.len() - errors;
         report.errors += errors;
         report.warnings += warnings;
-        let checksum = analysis.network.as_ref().map(meshwork_compiler::artifacts::checksum);
+        let checksum = analysis.network.as_ref().map(|net| meshwork_compiler::artifacts::checksum(net, &options));
         match format {
             OutputFormat::Text => {
                 input::print_diagnostics(&analysis.file, &analysis.diagnostics);
