@@ -1,6 +1,15 @@
-//! STUB — `meshwork clientpack` (being written).
-use std::path::Path;
+//! `meshwork clientpack FILE NAME -o OUT` and `meshwork clientpack FILE --all -o DIR`: write
+//! clientpacks from the topology and the keyset in the state directory. Files are written 0600
+//! (they hold a private key), each atomically; nothing of a pack is ever printed.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use meshwork::clientpack::{self, PackError, PackOptions};
+use meshwork_compiler::network::{ClientNet, Network};
 
 use crate::input::CliError;
 
@@ -12,14 +21,134 @@ pub enum PackFormat {
     TarGz,
 }
 
+impl PackFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            PackFormat::Ovpn => "ovpn",
+            PackFormat::TarGz => "tar.gz",
+        }
+    }
+}
+
 pub fn run(
-    _file: &Path,
-    _name: Option<&str>,
-    _all: bool,
-    _out: &Path,
-    _remote_random: bool,
-    _format: PackFormat,
-    _state: &Path,
+    file: &Path,
+    name: Option<&str>,
+    all: bool,
+    out: &Path,
+    remote_random: bool,
+    format: PackFormat,
+    state: &Path,
 ) -> Result<ExitCode, CliError> {
-    Err(CliError::Message("clientpack: not implemented yet".into()))
+    let (_, net) = crate::input::network(file)?;
+    let keyset = meshwork::state::keyset_dir(state);
+    let opts = PackOptions { remote_random };
+    let fail = |e: PackError| CliError::Message(e.message_for(file));
+
+    if all {
+        if net.controllers.is_empty() {
+            return Err(fail(PackError::NoController));
+        }
+        // Render every pack before writing any: a missing key leaves DIR untouched.
+        let mut packs = Vec::with_capacity(net.clients.len());
+        for client in net.clients.iter().filter(|c| !c.revoked) {
+            let bytes = render(&net, client, &keyset, &opts, format).map_err(fail)?;
+            packs.push((format!("{}.{}", client.name, format.extension()), bytes));
+        }
+        create_private_dir(out)?;
+        for (name, bytes) in &packs {
+            write_private(&out.join(name), bytes)?;
+        }
+        let revoked = net.clients.iter().filter(|c| c.revoked).count();
+        println!("Wrote {} clientpacks to {}", packs.len(), out.display());
+        if revoked > 0 {
+            println!("Skipped {revoked} revoked client(s)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let Some(name) = name else {
+        return Err(CliError::Message("name a client, or pass --all".into()));
+    };
+    let client = clientpack::client(&net, name).map_err(|e| match e {
+        PackError::UnknownClient(_) => CliError::Message(format!("{e}; {}", known_clients(&net))),
+        other => fail(other),
+    })?;
+    let bytes = render(&net, client, &keyset, &opts, format).map_err(fail)?;
+    // An existing directory gets `<client>.<ext>` inside it.
+    let target: PathBuf =
+        if out.is_dir() { out.join(format!("{}.{}", client.name, format.extension())) } else { out.to_path_buf() };
+    write_private(&target, &bytes)?;
+    println!("Wrote clientpack for {} to {}", client.name, target.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(
+    net: &Network,
+    client: &ClientNet,
+    keyset: &Path,
+    opts: &PackOptions,
+    format: PackFormat,
+) -> Result<Vec<u8>, PackError> {
+    let material = clientpack::load_material(keyset, &client.name)?;
+    match format {
+        PackFormat::Ovpn => Ok(clientpack::ovpn(net, client, &material, opts).into_bytes()),
+        PackFormat::TarGz => clientpack::tar_gz(net, client, &material, opts),
+    }
+}
+
+fn known_clients(net: &Network) -> String {
+    const SHOWN: usize = 8;
+    if net.clients.is_empty() {
+        return "the topology has no clients".into();
+    }
+    let names: Vec<&str> = net.clients.iter().take(SHOWN).map(|c| c.name.as_str()).collect();
+    let more = net.clients.len().saturating_sub(SHOWN);
+    if more > 0 {
+        format!("clients are: {}, and {more} more", names.join(", "))
+    } else {
+        format!("clients are: {}", names.join(", "))
+    }
+}
+
+/// Creates `dir` (and its parents) with mode 0700; an existing directory is kept as it is.
+fn create_private_dir(dir: &Path) -> Result<(), CliError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| CliError::Message(format!("cannot create {}: {e}", dir.display())))
+}
+
+/// Writes `bytes` to `path` with mode 0600: into a new temporary file next to it, synced, then
+/// renamed over it, so readers see the old file or the whole new one.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let err =
+        |what: &str, p: &Path, e: std::io::Error| CliError::Message(format!("cannot {what} {}: {e}", p.display()));
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| CliError::Message(format!("{} does not name a file", path.display())))?
+        .to_string_lossy();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| err("create", &tmp, e))?;
+        f.write_all(bytes).map_err(|e| err("write", &tmp, e))?;
+        f.sync_all().map_err(|e| err("write", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| err("write", path, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
