@@ -1,6 +1,7 @@
 //! meshwork's runtime: everything that touches a host or the disk (keys, clientpacks, and
 //! later nftables, netlink and OpenVPN processes). The `meshwork` binary is a thin CLI over it.
 
+pub mod bench_topology;
 pub mod bundle;
 pub mod clientpack;
 pub mod keys;

@@ -5,107 +5,11 @@
 //! Run in a release build, next to the `meshwork` binary:
 //!   cargo build --release -p meshwork && target/release/meshwork-bench [--runs N] [--keep DIR]
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-const CONTROLLERS: u32 = 64;
-const ENGINES: u32 = 15;
-const CLIENTS: u32 = 50_000;
-const SINGLE_CLIENTS: u32 = 1_000;
-const GROUP_SIZE: u32 = 490;
-const TAGS: u32 = 50;
-const NET_FWSETS: u32 = 150;
-const PORT_FWSETS: u32 = 50;
-const RULES: u32 = 1_000;
-const EXPECTS: u32 = 100;
-
-fn tag(i: u32) -> String {
-    format!("t{}", i % TAGS)
-}
-
-/// The client that carries tag `t` first: single clients cycle through the tags.
-fn client_with_tag(t: u32, nth: u32) -> String {
-    format!("c{}", t % TAGS + TAGS * nth)
-}
-
-pub fn topology() -> String {
-    let mut s = String::with_capacity(4 << 20);
-    let w = &mut s;
-    let _ = writeln!(w, "topology \"bench\"\noverlay \"100.64.0.0/16\"");
-    let _ = writeln!(w, "license controllers={CONTROLLERS} clients={CLIENTS}");
-    for k in 1..=CONTROLLERS {
-        let _ = writeln!(
-            w,
-            "controller \"ctl-{k}\" id={k} {{\n    address \"192.0.2.{k}\"\n    cores 16\n    engines {ENGINES} subnet=\"172.16.{k}.0/27\"\n    lan \"10.{k}.0.0/16\"\n}}"
-        );
-    }
-    let _ = writeln!(w, "peering \"full\"");
-    for j in 0..SINGLE_CLIENTS {
-        let _ = writeln!(w, "client \"c{j}\" tags=\"{}\"", tag(j));
-    }
-    let groups = (CLIENTS - SINGLE_CLIENTS) / GROUP_SIZE;
-    for g in 0..groups {
-        let _ = writeln!(w, "clients \"g{g}\" count={GROUP_SIZE} tags=\"{}\"", tag(g));
-    }
-    for f in 0..NET_FWSETS {
-        let _ = writeln!(w, "fwset \"nets-{f}\" type=\"net\" {{");
-        for n in 0..4 {
-            let _ = writeln!(w, "    net \"198.18.{}.{}/30\"", f, n * 4);
-        }
-        let _ = writeln!(w, "}}");
-    }
-    for f in 0..PORT_FWSETS {
-        let base = 20_000 + f * 10;
-        let _ = writeln!(w, "fwset \"ports-{f}\" type=\"port\" {{ port {base}; port \"{}-{}\"; }}", base + 1, base + 5);
-    }
-    // Every rule has a port of its own (10000+i), so rule i alone decides flows to that port
-    // and the expectations below know their verdicts.
-    let _ = writeln!(w, "firewall policy=\"drop\" {{");
-    for i in 0..RULES {
-        let action = if i % 7 == 3 { "deny" } else { "allow" };
-        let port = 10_000 + i;
-        let line = match i % 4 {
-            0 | 1 => format!("{action} from=\"tag:{}\" to=\"tag:{}\" proto=\"tcp\" port={port}", tag(i), tag(i + 1)),
-            2 => format!(
-                "{action} from=\"{}\" to=\"tag:{}\" proto=\"udp\" port={port}",
-                client_with_tag(i, 1),
-                tag(i + 1)
-            ),
-            _ => format!(
-                "{action} from=\"fwset:nets-{}\" to=\"tag:{}\" proto=\"tcp\" port={port}",
-                i % NET_FWSETS,
-                tag(i + 1)
-            ),
-        };
-        let _ = writeln!(w, "    {line}");
-    }
-    for f in 0..PORT_FWSETS {
-        let _ = writeln!(
-            w,
-            "    allow from=\"overlay\" to=\"controller:ctl-{}\" proto=\"tcp\" port=\"fwset:ports-{f}\"",
-            f + 1
-        );
-    }
-    let _ = writeln!(w, "}}");
-    for e in 0..EXPECTS {
-        let i = e * (RULES / EXPECTS);
-        let (action, proto) = (if i % 7 == 3 { "drop" } else { "allow" }, if i % 4 == 2 { "udp" } else { "tcp" });
-        let from = match i % 4 {
-            3 => format!("198.18.{}.1", i % NET_FWSETS),
-            2 => client_with_tag(i, 1),
-            _ => client_with_tag(i, 2),
-        };
-        let to = client_with_tag(i + 1, 3);
-        let _ = writeln!(
-            w,
-            "expect \"e{e}\" from=\"{from}\" to=\"{to}\" proto=\"{proto}\" port={} verdict=\"{action}\"",
-            10_000 + i
-        );
-    }
-    s
-}
+use meshwork::bench_topology::{CLIENTS, CONTROLLERS, ENGINES, EXPECTS, NET_FWSETS, PORT_FWSETS, RULES, topology};
 
 fn peak_rss_of_children_kib() -> i64 {
     // SAFETY: getrusage only writes into the struct we pass.
