@@ -6,12 +6,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use ::time::macros::datetime;
+use ::time::{Duration, OffsetDateTime};
 use meshwork::keys::{KeyError, Keyset, Policy, Subject};
 use meshwork_compiler::identity::Kind;
 use meshwork_compiler::network::Network;
 use meshwork_compiler::source::SourceFile;
-use ::time::macros::datetime;
-use ::time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::{FromDer, parse_x509_crl};
 
@@ -247,10 +247,9 @@ fn removed_and_revoked_clients_land_in_the_crl() {
     let mut k = init(&s, BASE);
     let web2 = serial_of(&k.cert_pem("web-2").unwrap());
     let db1 = serial_of(&k.cert_pem("db-1").unwrap());
-    let changed = BASE.replace("client \"web-2\" tags=\"web\"\n", "").replace(
-        "client \"db-1\" tags=\"db\"",
-        "client \"db-1\" tags=\"db\" revoked=#true",
-    );
+    let changed = BASE
+        .replace("client \"web-2\" tags=\"web\"\n", "")
+        .replace("client \"db-1\" tags=\"db\"", "client \"db-1\" tags=\"db\" revoked=#true");
     let r = k.sync(&network(&changed), T0 + Duration::days(1)).unwrap();
     assert_eq!(r.revoked, ["db-1", "web-2"]);
     assert_eq!(r.removed, ["web-2"]);
@@ -459,7 +458,11 @@ fn cli_init_sync_renew_print_no_secrets() {
     assert!(o.status.success() && out4.contains("No certificate expires within 30 days"), "{out4}");
 
     // MESHWORK_STATE_DIR is honoured too.
-    let o = Command::new(env!("CARGO_BIN_EXE_meshwork")).args(["keys", "sync", &grown]).env("MESHWORK_STATE_DIR", &state).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_meshwork"))
+        .args(["keys", "sync", &grown])
+        .env("MESHWORK_STATE_DIR", &state)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
 
     for out in [&out, &out2, &out3, &out4] {

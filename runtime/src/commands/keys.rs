@@ -41,7 +41,12 @@ pub fn sync(file: &Path, state: &Path) -> Result<ExitCode, CliError> {
         print_changes(&report);
         println!("Keyset {} synced: {report}.", report.dir.display());
     } else {
-        println!("Keyset {} is in sync with {}: {} certificates unchanged.", report.dir.display(), file.display(), report.unchanged);
+        println!(
+            "Keyset {} is in sync with {}: {} identities unchanged.",
+            report.dir.display(),
+            file.display(),
+            report.unchanged
+        );
     }
     print_warnings(&report);
     print_expiry(&keyset.expiry(now));

@@ -185,14 +185,7 @@ mod tests {
         let mut identities = BTreeMap::new();
         identities.insert(
             "web-1".to_string(),
-            Record {
-                kind: Kind::Client,
-                serial: 2,
-                not_before: t,
-                not_after: t,
-                revoked: true,
-                revoked_at: Some(t),
-            },
+            Record { kind: Kind::Client, serial: 2, not_before: t, not_after: t, revoked: true, revoked_at: Some(t) },
         );
         Index {
             version: INDEX_VERSION,

@@ -30,11 +30,11 @@ use time::{Duration, OffsetDateTime, UtcOffset};
 
 pub use self::error::KeyError;
 pub use self::expiry::{ExpiryNotice, Subject, WARNING_DAYS};
-pub use self::index::{Reason, Record};
-pub use crate::state::keyset_dir;
 use self::index::{CrlState, INDEX_VERSION, Index, RevokedSerial, Validity};
+pub use self::index::{Reason, Record};
 use self::pki::Job;
 use self::store::{CA_CERT, CA_KEY, CRL, Commit, INDEX, Layout, TLS_CRYPT};
+pub use crate::state::keyset_dir;
 
 pub type Result<T, E = KeyError> = std::result::Result<T, E>;
 
@@ -283,7 +283,7 @@ impl Keyset {
         let due = plan::renew(&self.index, &ids, deadline);
         let pending = plan::sync(&self.index, &ids)?;
         let mut report = self.report();
-        report.unchanged = self.index.identities.values().filter(|r| !r.revoked).count() - due.len();
+        report.unchanged = self.index.identities.values().filter(|r| !r.revoked).count().saturating_sub(due.len());
         if !pending.is_empty() {
             report.warnings.push(format!(
                 "the topology has changes the keyset does not have yet ({} to issue, {} to revoke, {} to remove); \

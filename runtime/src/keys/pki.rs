@@ -7,8 +7,8 @@
 use meshwork_compiler::identity::Kind;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
-    RevokedCertParams, SerialNumber,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
+    SerialNumber,
 };
 use ring::rand::SecureRandom;
 use sha2::{Digest, Sha256};
@@ -84,7 +84,8 @@ pub fn issue(issuer: &Issuer<'_, KeyPair>, topology: &str, job: &Job) -> Result<
     params.not_before = job.not_before;
     params.not_after = job.not_after;
     params.use_authority_key_identifier_extension = true;
-    let cert = params.signed_by(&key, issuer).map_err(KeyError::crypto(format!("sign the certificate of `{}`", job.cn)))?;
+    let cert =
+        params.signed_by(&key, issuer).map_err(KeyError::crypto(format!("sign the certificate of `{}`", job.cn)))?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 

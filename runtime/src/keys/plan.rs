@@ -202,7 +202,8 @@ mod tests {
 
     #[test]
     fn renew_takes_only_what_is_due() {
-        let i = index(&[("a", Kind::Controller, 2, false), ("b", Kind::Client, 30, false), ("r", Kind::Client, 3, true)]);
+        let i =
+            index(&[("a", Kind::Controller, 2, false), ("b", Kind::Client, 30, false), ("r", Kind::Client, 3, true)]);
         let ids = [id("a", Kind::Controller, false), id("b", Kind::Client, false), id("r", Kind::Client, true)];
         assert_eq!(renew(&i, &ids, T + time::Duration::days(10)), [("a".to_string(), Kind::Controller)]);
         assert_eq!(renew(&i, &ids, T + time::Duration::days(30)).len(), 2);

@@ -232,8 +232,7 @@ fn check_entry(path: &Path, meta: &fs::Metadata, depth: usize) -> Result<(), Key
 /// Reads a keyset file as text.
 pub fn read_text(path: &Path) -> Result<String, KeyError> {
     let bytes = fs::read(path).map_err(KeyError::io("read", path))?;
-    String::from_utf8(bytes)
-        .map_err(|_| KeyError::Index { path: path.to_path_buf(), message: "not UTF-8 text".into() })
+    String::from_utf8(bytes).map_err(|_| KeyError::Index { path: path.to_path_buf(), message: "not UTF-8 text".into() })
 }
 
 /// Renames `from` to `to` unless `to` exists (even as an empty directory).
@@ -327,7 +326,8 @@ pub struct Staging {
 impl Staging {
     /// Creates `<parent>/.keyset.staging-<pid>-<n>`, 0700.
     pub fn create(parent: &Path) -> Result<Staging, KeyError> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let path = parent.join(format!(".{KEYSET_DIR}.staging-{}-{nanos}", std::process::id()));
         create_dir(&path)?;
         Ok(Staging { path, armed: true })
@@ -337,9 +337,7 @@ impl Staging {
     }
     /// Moves the staging directory to `to`; refuses if `to` exists.
     pub fn finish(mut self, to: &Path) -> Result<(), KeyError> {
-        let t = std::time::Instant::now();
         flush_fs(&self.path)?;
-        eprintln!("TIMING flush {:.2}", t.elapsed().as_secs_f64());
         match rename_noreplace(&self.path, to) {
             Ok(()) => {}
             Err(e)
