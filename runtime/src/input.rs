@@ -60,8 +60,17 @@ pub fn network(path: &Path) -> Result<(Analysis, Network), CliError> {
     }
 }
 
+/// The keyset in `state`, if there is one (a keyset that exists but cannot be used, e.g. key
+/// files readable by others, is an error).
+pub fn keyset(state: &Path) -> Result<Option<meshwork::keys::Keyset>, CliError> {
+    match meshwork::keys::Keyset::open(state) {
+        Ok(k) => Ok(Some(k)),
+        Err(meshwork::keys::KeyError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(CliError::Message(e.to_string())),
+    }
+}
+
 /// The CA fingerprint of the keyset in `state`, if there is one: it goes into the checksum.
 pub fn ca_fingerprint(state: &Path) -> Result<Option<String>, CliError> {
-    let _ = state;
-    Ok(None)
+    Ok(keyset(state)?.map(|k| k.ca_fingerprint()))
 }

@@ -189,3 +189,55 @@ fn codes_lists_and_explains() {
     assert!(stdout(&o).contains("Add links between the parts"));
     assert_eq!(meshwork(&["codes", "nope"]).status.code(), Some(1));
 }
+
+/// `check --state-dir`: the CA fingerprint is part of the checksum, and certificates that
+/// expire soon warn while expired ones fail.
+#[test]
+fn check_with_a_keyset_shows_its_ca_and_expiry() {
+    use meshwork::keys::{Keyset, Policy};
+    use time::{Duration, OffsetDateTime};
+
+    let s = Scratch::new("keyset");
+    let file = example("quickstart.kdl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let net = meshwork_compiler::analyze(meshwork_compiler::source::SourceFile::new("q.kdl", text)).network.unwrap();
+    let checksum = |state: &str| {
+        let o = meshwork(&["check", "--format", "json", "--state-dir", state, &file]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (o.status.code(), v["files"][0]["checksum"].as_str().unwrap().to_string(), v["keys"].as_array().unwrap().len())
+    };
+    let now = OffsetDateTime::now_utc();
+    let (none, one, two) = (s.path("none"), s.path("one"), s.path("two"));
+    Keyset::init(std::path::Path::new(&one), &net, now).unwrap();
+    Keyset::init(std::path::Path::new(&two), &net, now).unwrap();
+    let (code, plain, _) = checksum(&none);
+    assert_eq!(code, Some(0));
+    let (code, with_one, notices) = checksum(&one);
+    assert_eq!((code, notices), (Some(0), 0));
+    let (_, with_two, _) = checksum(&two);
+    assert!(plain != with_one && with_one != with_two, "controllers on different keysets must disagree");
+
+    // Leaves that expire in 10 days warn; exit 0 unless warnings are denied.
+    let soon = s.path("soon");
+    let short = Policy { leaf_validity: Duration::days(10), ..Policy::default() };
+    Keyset::init_with(std::path::Path::new(&soon), &net, now, &short).unwrap();
+    let o = meshwork(&["check", "--state-dir", &soon, &file]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning"), "{}", stderr(&o));
+    assert_eq!(meshwork(&["check", "--deny-warnings", "--state-dir", &soon, &file]).status.code(), Some(1));
+
+    // Issued 900 days ago with the default 825-day validity: expired, so check fails.
+    let old = s.path("old");
+    Keyset::init(std::path::Path::new(&old), &net, now - Duration::days(900)).unwrap();
+    let o = meshwork(&["check", "--state-dir", &old, &file]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("error"), "{}", stderr(&o));
+
+    // A keyset whose key is readable by others is refused with the file named.
+    use std::os::unix::fs::PermissionsExt;
+    let key = std::path::Path::new(&one).join("keyset/ca.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = meshwork(&["check", "--state-dir", &one, &file]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("ca.key"), "{}", stderr(&o));
+}

@@ -13,6 +13,8 @@ use crate::input::{self, CliError};
 #[derive(Serialize)]
 struct JsonReport {
     files: Vec<JsonFile>,
+    /// Certificates (and the CRL) of the keyset that expire within 30 days or have expired.
+    keys: Vec<meshwork::keys::ExpiryNotice>,
     errors: usize,
     warnings: usize,
 }
@@ -25,8 +27,18 @@ struct JsonFile {
 }
 
 pub fn run(files: &[PathBuf], format: OutputFormat, deny_warnings: bool, state: &Path) -> Result<ExitCode, CliError> {
-    let options = BuildOptions { ca_fingerprint: input::ca_fingerprint(state)? };
-    let mut report = JsonReport { files: vec![], errors: 0, warnings: 0 };
+    let keyset = input::keyset(state)?;
+    let options = BuildOptions { ca_fingerprint: keyset.as_ref().map(|k| k.ca_fingerprint()) };
+    let mut report = JsonReport { files: vec![], keys: vec![], errors: 0, warnings: 0 };
+    if let Some(keyset) = &keyset {
+        report.keys = keyset.expiry(time::OffsetDateTime::now_utc());
+        let expired = report.keys.iter().filter(|n| n.expired).count();
+        report.errors += expired;
+        report.warnings += report.keys.len() - expired;
+        if format == OutputFormat::Text {
+            print_expiry(&report.keys, &keyset.dir().display().to_string());
+        }
+    }
     for path in files {
         let analysis = input::load(path)?;
         let errors = analysis.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
@@ -56,4 +68,19 @@ pub fn run(files: &[PathBuf], format: OutputFormat, deny_warnings: bool, state: 
     }
     let failed = report.errors > 0 || (deny_warnings && report.warnings > 0);
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Expiry notices for people: the first few in full, then a count, since a topology's clients
+/// often expire on the same day.
+fn print_expiry(notices: &[meshwork::keys::ExpiryNotice], dir: &str) {
+    const SHOWN: usize = 10;
+    for n in notices.iter().take(SHOWN) {
+        eprintln!("{}: {n}", n.severity());
+    }
+    if notices.len() > SHOWN {
+        eprintln!("... and {} more", notices.len() - SHOWN);
+    }
+    if !notices.is_empty() {
+        eprintln!("keyset {dir}: run `meshwork keys renew FILE` to re-issue what is due");
+    }
 }
