@@ -423,35 +423,12 @@ fn kind_of(ft: fs::FileType) -> &'static str {
     }
 }
 
-/// Writes `bytes` to a new file `out`, mode 0600, atomically (a temporary file next to it, then
-/// a link into place that fails if `out` exists). Never overwrites.
+/// Writes `bytes` to a new file `out`, mode 0600, atomically. Never overwrites.
 pub fn write_new(out: &Path, bytes: &[u8]) -> Result<(), BundleError> {
-    if fs::symlink_metadata(out).is_ok() {
-        return Err(BundleError::OutputExists(out.into()));
-    }
-    let (parent, name) = split(out)?;
-    let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)
-            .map_err(io_err("cannot create", &tmp))?;
-        file.set_permissions(fs::Permissions::from_mode(FILE_MODE)).map_err(io_err("cannot chmod", &tmp))?;
-        file.write_all(bytes).map_err(io_err("cannot write", &tmp))?;
-        file.sync_all().map_err(io_err("cannot write", &tmp))?;
-        match fs::hard_link(&tmp, out) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(BundleError::OutputExists(out.into())),
-            // A filesystem without hard links: check, then rename.
-            Err(_) if fs::symlink_metadata(out).is_ok() => Err(BundleError::OutputExists(out.into())),
-            Err(_) => fs::rename(&tmp, out).map_err(io_err("cannot write", out)),
-        }
-    })();
-    let _ = fs::remove_file(&tmp);
-    result
+    crate::private_file::create(out, bytes).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => BundleError::OutputExists(out.into()),
+        _ => io_err("cannot write", out)(e),
+    })
 }
 
 /// Reads a bundle file, refusing one larger than any bundle can be.

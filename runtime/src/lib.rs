@@ -5,4 +5,5 @@ pub mod bench_topology;
 pub mod bundle;
 pub mod clientpack;
 pub mod keys;
+pub mod private_file;
 pub mod state;

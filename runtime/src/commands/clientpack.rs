@@ -2,9 +2,8 @@
 //! clientpacks from the topology and the keyset in the state directory. Files are written 0600
 //! (they hold a private key), each atomically; nothing of a pack is ever printed.
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -122,33 +121,8 @@ fn create_private_dir(dir: &Path) -> Result<(), CliError> {
         .map_err(|e| CliError::Message(format!("cannot create {}: {e}", dir.display())))
 }
 
-/// Writes `bytes` to `path` with mode 0600: into a new temporary file next to it, synced, then
-/// renamed over it, so readers see the old file or the whole new one.
+/// Writes a clientpack 0600, atomically (it holds a private key).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let err =
-        |what: &str, p: &Path, e: std::io::Error| CliError::Message(format!("cannot {what} {}: {e}", p.display()));
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| CliError::Message(format!("{} does not name a file", path.display())))?
-        .to_string_lossy();
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| err("create", &tmp, e))?;
-        f.write_all(bytes).map_err(|e| err("write", &tmp, e))?;
-        f.sync_all().map_err(|e| err("write", &tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| err("write", path, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    meshwork::private_file::replace(path, bytes)
+        .map_err(|e| CliError::Message(format!("cannot write {}: {e}", path.display())))
 }
