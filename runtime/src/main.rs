@@ -79,6 +79,64 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// What `apply` would change on this controller host: drift first, then `+`/`~`/`-` per
+    /// object. Exit 0, or with --detailed-exitcode 0 no changes, 1 error, 2 changes.
+    Plan {
+        file: PathBuf,
+        #[command(flatten)]
+        host: commands::host::HostArgs,
+        /// Save the plan; `meshwork apply PLANFILE` then performs exactly it.
+        #[arg(long = "out", short = 'o', visible_alias = "out-file")]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        detailed_exitcode: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// Make this host the controller the topology (or a saved plan) describes.
+    Apply {
+        /// A topology file or a plan saved by `plan -out`. Not needed with --confirm.
+        #[arg(required_unless_present = "confirm")]
+        target: Option<PathBuf>,
+        #[command(flatten)]
+        host: commands::host::HostArgs,
+        /// Don't ask (required when stdin is not a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        /// Roll back unless confirmed within SECONDS (Enter, or `apply --confirm`).
+        #[arg(long = "try", value_name = "SECONDS")]
+        try_seconds: Option<u64>,
+        /// Keep what a running `apply --try` applied.
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Remove everything meshwork owns on this host (its nft table, plugin0, mw-* links and
+    /// namespaces, its routes, OpenVPN processes and files); nothing else.
+    Destroy {
+        #[command(flatten)]
+        host: commands::host::HostArgs,
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// Keep this controller what the topology says: repair drift, follow clients to their
+    /// engines, converge when the file changes (or on SIGHUP); serve the HTTPS API.
+    Agent {
+        file: PathBuf,
+        #[command(flatten)]
+        host: commands::host::HostArgs,
+        /// Serve the HTTPS API here (e.g. 0.0.0.0:7443): mTLS with topology certificates.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Token file granting read-only access (/status, /metrics) as a bearer token.
+        #[arg(long)]
+        read_token_file: Option<PathBuf>,
+        /// Token file that lets other controllers fetch the keyset (`keys fetch`).
+        #[arg(long)]
+        join_token_file: Option<PathBuf>,
+        /// Full resync every SECONDS, as a backstop to change events.
+        #[arg(long, default_value_t = 30)]
+        resync: u64,
+    },
     /// Write a client's clientpack (an OpenVPN config with its certificate and key inline).
     Clientpack {
         file: PathBuf,
@@ -148,6 +206,16 @@ enum KeysAction {
         #[command(flatten)]
         state: StateArg,
     },
+    /// Fetch the keyset from a running agent (the root controller's) with the join token.
+    Fetch {
+        /// The agent's API, e.g. https://192.0.2.10:7443
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        token_file: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
+    },
     /// Restore a keyset from a bundle; a wrong token or a tampered bundle writes nothing.
     Import {
         bundle: PathBuf,
@@ -180,10 +248,29 @@ fn main() -> ExitCode {
             KeysAction::Export { token_file, out, state } => {
                 commands::keys_transfer::export(&state.dir(), &token_file, &out)
             }
+            KeysAction::Fetch { from, token_file, state } => {
+                commands::keys_transfer::fetch(&from, &token_file, &state.dir())
+            }
             KeysAction::Import { bundle, token_file, state } => {
                 commands::keys_transfer::import(&bundle, &token_file, &state.dir())
             }
         },
+        Command::Plan { file, host, out, detailed_exitcode, format } => {
+            commands::plan::run(&file, &host, out.as_deref(), detailed_exitcode, format)
+        }
+        Command::Apply { target, host, auto_approve, try_seconds, confirm } => match (confirm, target) {
+            (true, _) => commands::apply::confirm(&host),
+            (false, Some(target)) => {
+                commands::apply::apply(&target, &host, &commands::apply::Options { auto_approve, try_seconds })
+            }
+            (false, None) => Err(input::CliError::Message("apply needs a topology file or a saved plan".into())),
+        },
+        Command::Destroy { host, auto_approve } => commands::apply::destroy(&host, auto_approve),
+        Command::Agent { file, host, listen, read_token_file, join_token_file, resync } => commands::agent::run(
+            &file,
+            &host,
+            &commands::agent::Options { listen, read_token_file, join_token_file, resync },
+        ),
         Command::Clientpack { file, name, all, out, remote_random, pack_format, state } => {
             commands::clientpack::run(&file, name.as_deref(), all, &out, remote_random, pack_format, &state.dir())
         }

@@ -57,3 +57,19 @@ fn count(n: usize, noun: &str) -> String {
         (_, None) => format!("{n} {noun}s"),
     }
 }
+
+/// `meshwork keys fetch --from URL --token-file F`: the keyset from a running agent.
+pub fn fetch(url: &str, token_file: &Path, state: &Path) -> Result<ExitCode, CliError> {
+    let report = meshwork::api::client::fetch_and_import(url, token_file, state)
+        .map_err(|e| CliError::Message(format!("cannot fetch the keyset: {e}")))?;
+    println!(
+        "Fetched the keyset of topology {} from {} ({} bytes) into {}; CA fingerprint {}.",
+        report.topology,
+        report.url,
+        report.bytes,
+        report.import.keyset_dir.display(),
+        report.ca_fingerprint
+    );
+    println!("Compare the fingerprint with `meshwork check --state-dir` output on the root controller.");
+    Ok(ExitCode::SUCCESS)
+}

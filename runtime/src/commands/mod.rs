@@ -7,3 +7,7 @@ pub mod explain;
 pub mod graph;
 pub mod keys;
 pub mod keys_transfer;
+pub mod apply;
+pub mod host;
+pub mod plan;
+pub mod agent;

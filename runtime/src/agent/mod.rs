@@ -1,0 +1,312 @@
+//! `meshwork agent`: keeps a controller host what its topology says.
+//!
+//! A reconcile pass reads the host, plans, and repairs subsystem by subsystem (network,
+//! files, nftables, processes), so a failing one backs off on its own while the others keep
+//! converging. Passes run on a change event (nftables monitor, netlink), every second (OpenVPN
+//! processes and where clients sit), when the topology file changes or on SIGHUP, and every
+//! `resync` as a backstop. SIGTERM stops the agent and leaves the dataplane running.
+
+pub mod api;
+pub mod clients;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use meshwork_compiler::network::Network;
+use meshwork_compiler::source::SourceFile;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::host::desired::Desired;
+use crate::host::layout::Layout;
+use crate::host::lock::Lock;
+use crate::host::resource::Kind;
+use crate::host::session;
+use crate::keys::Keyset;
+use crate::netlink::Netlink;
+use status::Status;
+
+/// Subsystems a pass repairs one by one, in dependency order.
+const SUBSYSTEMS: [(&str, &[Kind]); 4] = [
+    ("network", &[Kind::Netns, Kind::Link, Kind::Address, Kind::Route, Kind::Rule, Kind::Sysctl]),
+    ("files", &[Kind::File]),
+    ("nftables", &[Kind::Nftables]),
+    ("processes", &[Kind::Process]),
+];
+/// First wait after a subsystem fails; doubles per failure up to MAX_BACKOFF.
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Change events are collected for this long before a pass, so a burst is one pass.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+/// How often processes, client locations and the topology file are looked at.
+const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub file: PathBuf,
+    pub controller: String,
+    pub state_dir: PathBuf,
+    pub resync: Duration,
+    pub listen: Option<SocketAddr>,
+    pub read_token: Option<Vec<u8>>,
+    pub join_token: Option<Vec<u8>>,
+}
+
+#[derive(Debug)]
+enum Trigger {
+    Event,
+    Tick,
+    Resync,
+    Reload,
+}
+
+struct Backoff {
+    until: Instant,
+    delay: Duration,
+}
+
+/// A loaded topology: the network and what it wants on this controller.
+struct Loaded {
+    net: Network,
+    desired: Desired,
+    stamp: Option<(SystemTime, u64)>,
+}
+
+pub struct Agent {
+    cfg: AgentConfig,
+    layout: Layout,
+    loaded: Loaded,
+    status: Arc<Mutex<Status>>,
+    backoff: BTreeMap<&'static str, Backoff>,
+}
+
+fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Reads and compiles the topology; the error is a one-line summary (diagnostics on stderr).
+fn load(cfg: &AgentConfig) -> Result<Loaded, String> {
+    let stamp = stamp(&cfg.file);
+    let text = std::fs::read_to_string(&cfg.file).map_err(|e| format!("cannot read {}: {e}", cfg.file.display()))?;
+    let mut analysis = meshwork_compiler::analyze(SourceFile::new(cfg.file.display().to_string(), text));
+    let Some(net) = analysis.network.take() else {
+        let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
+        let shown: Vec<_> = analysis.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
+        eprint!("{}", meshwork_compiler::diagnostic::render_plain(&analysis.file, &shown));
+        return Err(format!("{} has {errors} error(s); keeping the last good topology", cfg.file.display()));
+    };
+    let keyset = Keyset::open(&cfg.state_dir).map_err(|e| format!("keyset: {e}"))?;
+    let desired = Desired::new(&net, &cfg.controller, &keyset).map_err(|e| e.to_string())?;
+    Ok(Loaded { net, desired, stamp })
+}
+
+impl Agent {
+    pub fn new(cfg: AgentConfig) -> Result<Agent, String> {
+        let loaded = load(&cfg)?;
+        let layout = Layout::new(&cfg.state_dir, &cfg.controller);
+        let status = Status {
+            controller: cfg.controller.clone(),
+            topology: loaded.desired.topology.clone(),
+            checksum: loaded.desired.checksum.clone(),
+            ..Status::default()
+        };
+        Ok(Agent { cfg, layout, loaded, status: Arc::new(Mutex::new(status)), backoff: BTreeMap::new() })
+    }
+
+    pub fn status(&self) -> Arc<Mutex<Status>> {
+        self.status.clone()
+    }
+
+    fn with_status(&self, f: impl FnOnce(&mut Status)) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s);
+    }
+
+    /// Runs until SIGTERM or SIGINT.
+    pub async fn run(mut self) -> Result<(), String> {
+        let (tx, mut rx) = mpsc::channel::<Trigger>(64);
+        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+
+        // Change events: the nft table and netlink links/addresses/routes.
+        let mut nft_events = crate::nft::monitor().await.map_err(|e| format!("nft monitor: {e}"))?;
+        let nft_tx = tx.clone();
+        tokio::spawn(async move {
+            while nft_events.recv().await.is_some() {
+                let _ = nft_tx.try_send(Trigger::Event);
+            }
+        });
+        let mut nl_events = Netlink::subscribe_changes().await.map_err(|e| format!("netlink events: {e}"))?;
+        let nl_tx = tx.clone();
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            while nl_events.next().await.is_some() {
+                let _ = nl_tx.try_send(Trigger::Event);
+            }
+        });
+
+        let api_shutdown = Arc::new(tokio::sync::Notify::new());
+        if let Some(addr) = self.cfg.listen {
+            api::start(addr, &self.cfg, self.status.clone(), api_shutdown.clone()).await?;
+        }
+
+        let nl = Netlink::connect().await.map_err(|e| e.to_string())?;
+        let mut tick = tokio::time::interval(TICK);
+        let mut resync = tokio::time::interval(self.cfg.resync);
+        eprintln!("meshwork agent: controller {} of topology {}", self.cfg.controller, self.loaded.desired.topology);
+        self.pass(&nl, true).await;
+        loop {
+            let trigger = tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => Trigger::Reload,
+                _ = tick.tick() => Trigger::Tick,
+                _ = resync.tick() => Trigger::Resync,
+                Some(t) = rx.recv() => t,
+            };
+            let mut full = matches!(trigger, Trigger::Event | Trigger::Resync | Trigger::Reload);
+            if matches!(trigger, Trigger::Event) {
+                tokio::time::sleep(DEBOUNCE).await;
+                while rx.try_recv().is_ok() {}
+            }
+            let changed = stamp(&self.cfg.file) != self.loaded.stamp;
+            if matches!(trigger, Trigger::Reload) || changed {
+                self.reload();
+                full = true;
+            }
+            self.pass(&nl, full).await;
+        }
+        api_shutdown.notify_waiters();
+        eprintln!("meshwork agent: stopped; the dataplane keeps running");
+        Ok(())
+    }
+
+    fn reload(&mut self) {
+        match load(&self.cfg) {
+            Ok(loaded) => {
+                eprintln!("meshwork agent: topology reloaded (checksum {})", loaded.desired.checksum);
+                self.with_status(|s| {
+                    s.topology = loaded.desired.topology.clone();
+                    s.checksum = loaded.desired.checksum.clone();
+                    s.topology_error = None;
+                });
+                self.loaded = loaded;
+            }
+            Err(e) => {
+                eprintln!("meshwork agent: {e}");
+                self.loaded.stamp = stamp(&self.cfg.file);
+                self.with_status(|s| s.topology_error = Some(e));
+            }
+        }
+    }
+
+    /// One pass. A tick (not `full`) is a full pass too, but cheap when nothing differs; it
+    /// is what notices a killed engine within a second.
+    async fn pass(&mut self, nl: &Netlink, _full: bool) {
+        let started = Instant::now();
+        let result = self.reconcile().await;
+        if let Err(e) = self.track_clients(nl).await {
+            eprintln!("meshwork agent: client routes: {e}");
+        }
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.with_status(|s| {
+            s.reconciles += 1;
+            if result.is_err() {
+                s.reconcile_errors += 1;
+            }
+            s.last_reconcile = Some(status::Reconcile { at: now_secs(), duration_ms, ok: result.is_ok(), error: result.err() });
+        });
+    }
+
+    async fn reconcile(&mut self) -> Result<(), String> {
+        // An apply from the command line holds the lock: leave the host to it this time.
+        let _lock = match Lock::acquire(&self.layout.lock(), &self.cfg.controller, "agent") {
+            Ok(l) => l,
+            Err(e) => return Err(e.to_string()),
+        };
+        let desired = &self.loaded.desired;
+        let refreshed = session::refresh(&self.layout, &self.cfg.controller, Some(desired))
+            .await
+            .map_err(|e| format!("cannot read the host: {e}"))?;
+        let units: BTreeMap<String, bool> = desired
+            .resources
+            .iter()
+            .filter(|r| r.id.kind == Kind::Process)
+            .map(|r| (r.id.name.clone(), refreshed.observed.resources.contains_key(&r.id)))
+            .collect();
+        self.with_status(|s| s.units = units);
+        let mut first_error = None;
+        for (name, kinds) in SUBSYSTEMS {
+            let sub = refreshed.plan.only(kinds);
+            if sub.is_empty() {
+                self.backoff.remove(name);
+                continue;
+            }
+            if self.backoff.get(name).is_some_and(|b| Instant::now() < b.until) {
+                continue;
+            }
+            let drifted: Vec<_> = sub.drift.iter().map(|d| d.id.clone()).collect();
+            let mut repaired: Vec<Kind> = Vec::new();
+            let mut report = |c: &crate::host::plan::Change| {
+                eprintln!("meshwork agent: {} {} {}", name, c.action.symbol(), c.id);
+                if drifted.contains(&c.id) {
+                    repaired.push(c.id.kind);
+                }
+            };
+            let outcome = session::apply(&self.layout, &self.cfg.controller, Some(desired), &refreshed, &sub, &mut report).await;
+            self.with_status(|s| {
+                for kind in &repaired {
+                    *s.drift_repairs.entry(kind.to_string()).or_default() += 1;
+                }
+            });
+            match outcome {
+                Ok(_) => {
+                    self.backoff.remove(name);
+                    self.with_status(|s| {
+                        s.backoff.remove(name);
+                    });
+                }
+                Err(e) => {
+                    let delay = self.backoff.get(name).map_or(MIN_BACKOFF, |b| (b.delay * 2).min(MAX_BACKOFF));
+                    let msg = format!("{name}: {e}");
+                    eprintln!("meshwork agent: {msg} (next try in {} s)", delay.as_secs());
+                    self.backoff.insert(name, Backoff { until: Instant::now() + delay, delay });
+                    self.with_status(|s| {
+                        s.backoff.insert(name.to_string(), format!("{e} (retry in {} s)", delay.as_secs()));
+                    });
+                    first_error.get_or_insert(msg);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn track_clients(&self, nl: &Netlink) -> std::io::Result<()> {
+        let running: Vec<String> = {
+            let s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            s.units.iter().filter(|(_, up)| **up).map(|(u, _)| u.clone()).collect()
+        };
+        let located = clients::learn(&self.layout, &running).await;
+        let Some(controller) = self.loaded.net.controller(&self.cfg.controller) else { return Ok(()) };
+        let wanted = clients::wanted_routes(controller, &located);
+        let (added, removed) = clients::sync_routes(nl, &wanted).await?;
+        if added + removed > 0 {
+            eprintln!("meshwork agent: client routes: {added} added, {removed} removed");
+        }
+        self.with_status(|s| s.clients = located);
+        Ok(())
+    }
+}

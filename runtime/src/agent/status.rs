@@ -1,0 +1,103 @@
+//! What the agent knows and tells: `/status` (JSON) and `/metrics` (Prometheus text).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+/// Where a connected client sits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// `server` or `engine-<k>`.
+    pub unit: String,
+    pub address: Option<std::net::Ipv4Addr>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Reconcile {
+    /// Seconds since the epoch.
+    pub at: f64,
+    pub duration_ms: f64,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    pub controller: String,
+    pub topology: String,
+    pub checksum: String,
+    /// Problem with the topology file on disk (the agent keeps the last good one).
+    pub topology_error: Option<String>,
+    pub last_reconcile: Option<Reconcile>,
+    pub reconciles: u64,
+    pub reconcile_errors: u64,
+    /// Resources put back after they changed outside meshwork, by kind.
+    pub drift_repairs: BTreeMap<String, u64>,
+    /// Units (`server`, `engine-<k>`): running or not.
+    pub units: BTreeMap<String, bool>,
+    /// Client name -> where it sits.
+    pub clients: BTreeMap<String, Location>,
+    /// Subsystems in backoff after an error: name -> (error, seconds until the next try).
+    pub backoff: BTreeMap<String, String>,
+}
+
+impl Status {
+    pub fn json(&self) -> serde_json::Value {
+        let mut engines: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for unit in self.units.keys() {
+            engines.entry(unit).or_default();
+        }
+        for (name, loc) in &self.clients {
+            engines.entry(&loc.unit).or_default().push(name);
+        }
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["units_clients"] = serde_json::json!(engines);
+        v
+    }
+
+    pub fn metrics(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP meshwork_info Topology and checksum this agent applies.");
+        let _ = writeln!(out, "# TYPE meshwork_info gauge");
+        let _ = writeln!(
+            out,
+            "meshwork_info{{controller=\"{}\",topology=\"{}\",checksum=\"{}\"}} 1",
+            self.controller, self.topology, self.checksum
+        );
+        let _ = writeln!(out, "# HELP meshwork_reconciles_total Reconcile passes.");
+        let _ = writeln!(out, "# TYPE meshwork_reconciles_total counter");
+        let _ = writeln!(out, "meshwork_reconciles_total {}", self.reconciles);
+        let _ = writeln!(out, "# HELP meshwork_reconcile_errors_total Reconcile passes that failed.");
+        let _ = writeln!(out, "# TYPE meshwork_reconcile_errors_total counter");
+        let _ = writeln!(out, "meshwork_reconcile_errors_total {}", self.reconcile_errors);
+        let _ = writeln!(out, "# HELP meshwork_drift_repairs_total Resources repaired after a change outside meshwork.");
+        let _ = writeln!(out, "# TYPE meshwork_drift_repairs_total counter");
+        for (kind, n) in &self.drift_repairs {
+            let _ = writeln!(out, "meshwork_drift_repairs_total{{kind=\"{kind}\"}} {n}");
+        }
+        if let Some(r) = &self.last_reconcile {
+            let _ = writeln!(out, "# HELP meshwork_last_reconcile_timestamp_seconds When the last reconcile finished.");
+            let _ = writeln!(out, "# TYPE meshwork_last_reconcile_timestamp_seconds gauge");
+            let _ = writeln!(out, "meshwork_last_reconcile_timestamp_seconds {:.3}", r.at);
+            let _ = writeln!(out, "# HELP meshwork_last_reconcile_duration_seconds How long the last reconcile took.");
+            let _ = writeln!(out, "# TYPE meshwork_last_reconcile_duration_seconds gauge");
+            let _ = writeln!(out, "meshwork_last_reconcile_duration_seconds {:.6}", r.duration_ms / 1000.0);
+        }
+        let _ = writeln!(out, "# HELP meshwork_unit_up Whether an OpenVPN unit runs.");
+        let _ = writeln!(out, "# TYPE meshwork_unit_up gauge");
+        for (unit, up) in &self.units {
+            let _ = writeln!(out, "meshwork_unit_up{{unit=\"{unit}\"}} {}", u8::from(*up));
+        }
+        let _ = writeln!(out, "# HELP meshwork_clients Connected clients per unit.");
+        let _ = writeln!(out, "# TYPE meshwork_clients gauge");
+        let mut per_unit: BTreeMap<&str, usize> = self.units.keys().map(|u| (u.as_str(), 0)).collect();
+        for loc in self.clients.values() {
+            *per_unit.entry(&loc.unit).or_default() += 1;
+        }
+        for (unit, n) in per_unit {
+            let _ = writeln!(out, "meshwork_clients{{unit=\"{unit}\"}} {n}");
+        }
+        out
+    }
+}

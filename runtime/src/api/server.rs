@@ -1,0 +1,419 @@
+//! The API server. The agent implements [`ApiSource`] and runs [`serve`] on its listener.
+//!
+//! Routes (GET only; another method is 405, another path 404):
+//!
+//! * `/status`: [`ApiSource::status`] as `application/json`;
+//! * `/metrics`: [`ApiSource::metrics`] followed by the server's own counters
+//!   (`meshwork_api_auth_failures_total`, `meshwork_api_auth_throttled_total`), as
+//!   `text/plain; version=0.0.4` (Prometheus text format);
+//! * `/v1/keyset`: [`ApiSource::keyset_bundle`] as `application/octet-stream`; 404 when the
+//!   agent has no join token.
+//!
+//! The first two take a verified client certificate of the topology CA or the read token as a
+//! bearer token; the keyset takes only the join proof (see [the module](super)). A missing
+//! credential is answered 401 at once. A wrong one is answered 401 after the delay described in
+//! the throttle below; while too many failures are queued, requests with that kind of credential
+//! get 429 and `Retry-After` without being checked:
+//!
+//! * the n-th recent failure (n = 0, 1, ...) waits [`FAILURE_DELAY`] × 2ⁿ, at most
+//!   [`FAILURE_DELAY_MAX`]; failures are answered one after another, so parallel connections
+//!   do not speed up guessing;
+//! * at more than [`FAILURE_QUEUE_MAX`] of queued answers, 429 without checking;
+//! * the count restarts after [`FAILURE_QUIET`] without failures, or when a request with the
+//!   same kind of credential succeeds. Read-token and join-token failures are counted apart.
+//!
+//! Limits: [`MAX_CONNECTIONS`] at once, [`HANDSHAKE_TIMEOUT`] for TLS, [`HEADER_TIMEOUT`] for a
+//! request's headers, [`CONNECTION_LIFETIME`] per connection. Nothing here logs or formats
+//! tokens or keys.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use ring::hmac;
+use ring::rand::SystemRandom;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::{sleep, timeout};
+use tokio_rustls::TlsAcceptor;
+
+use super::throttle::Throttle;
+use super::{EXPORTER_LABEL, EXPORTER_LEN, JOIN_SCHEME, KEYSET_PATH, tls, unhex, verify_join_proof};
+
+pub use super::throttle::{
+    BASE as FAILURE_DELAY, MAX as FAILURE_DELAY_MAX, QUEUE_MAX as FAILURE_QUEUE_MAX, QUIET as FAILURE_QUIET,
+};
+
+/// Connections served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Time allowed for the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection is closed (gracefully) after this long.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// On shutdown, time given to requests in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+pub const CONTENT_TYPE_METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE_BUNDLE: &str = "application/octet-stream";
+
+/// What the API shows; the agent implements it. `status` and `metrics` are called on the async
+/// runtime and must not block; `keyset_bundle` runs on a blocking thread (it derives a key).
+pub trait ApiSource: Send + Sync + 'static {
+    /// The agent's state, served as `/status`.
+    fn status(&self) -> serde_json::Value;
+    /// Prometheus text exposition, served as `/metrics`.
+    fn metrics(&self) -> String;
+    /// The keyset sealed under `token` (the agent uses `bundle::export`); the error is shown to
+    /// the (authenticated) caller, so it must hold no secret.
+    fn keyset_bundle(&self, token: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// What the server needs: TLS material from the topology keyset and the tokens. Its `Debug`
+/// shows no key and no token.
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// The topology CA: client certificates must chain to it.
+    pub ca_pem: String,
+    /// The server's certificate (the controller's own, from the keyset), optionally followed
+    /// by intermediates.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8 PEM).
+    pub key_pem: String,
+    /// The topology CRL (`Keyset::crl_pem`): a revoked client certificate is refused in the
+    /// handshake. `None` checks no revocation.
+    pub crl_pem: Option<String>,
+    /// Grants `/status` and `/metrics` as `Authorization: Bearer <token>`; `None` disables
+    /// bearer access.
+    pub read_token: Option<Vec<u8>>,
+    /// The join token: grants `/v1/keyset` through the join proof; `None` disables the endpoint.
+    pub join_token: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |o: bool| if o { "<redacted>" } else { "none" };
+        f.debug_struct("ApiConfig")
+            .field("ca_pem", &format_args!("<{} bytes>", self.ca_pem.len()))
+            .field("cert_pem", &format_args!("<{} bytes>", self.cert_pem.len()))
+            .field("key_pem", &format_args!("<redacted>"))
+            .field("crl_pem", &format_args!("{}", if self.crl_pem.is_some() { "<set>" } else { "none" }))
+            .field("read_token", &format_args!("{}", set(self.read_token.is_some())))
+            .field("join_token", &format_args!("{}", set(self.join_token.is_some())))
+            .finish()
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then stops accepting, lets requests
+/// in flight finish for up to [`SHUTDOWN_GRACE`] and returns. Fails at once, before accepting
+/// anything, when the configuration is unusable (unreadable PEM, key not matching the
+/// certificate); errors of single connections never end it.
+pub async fn serve(
+    listener: TcpListener,
+    config: ApiConfig,
+    source: Arc<dyn ApiSource>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, format!("API server: {why}"));
+    let tls = tls::server_config(&config.ca_pem, config.crl_pem.as_deref(), &config.cert_pem, &config.key_pem)
+        .map_err(invalid)?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let shared = Arc::new(Shared::new(config, source).map_err(invalid)?);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut tasks = JoinSet::new();
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        while tasks.try_join_next().is_some() {}
+        match accepted {
+            Ok((tcp, _)) => {
+                tasks.spawn(connection(tcp, acceptor.clone(), shared.clone(), stop_rx.clone(), permit));
+            }
+            // Out of file descriptors, a connection reset before accept: wait a little, go on.
+            Err(_) => sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tasks.abort_all();
+    }
+    Ok(())
+}
+
+/// State shared by all connections.
+struct Shared {
+    source: Arc<dyn ApiSource>,
+    read: Option<ReadToken>,
+    join_token: Option<Vec<u8>>,
+    read_failures: Throttle,
+    join_failures: Throttle,
+}
+
+/// The read token, kept as an HMAC under a random key, so a presented token is checked by
+/// `hmac::verify` (constant time, independent of both lengths).
+struct ReadToken {
+    key: hmac::Key,
+    tag: Vec<u8>,
+}
+
+impl Shared {
+    fn new(config: ApiConfig, source: Arc<dyn ApiSource>) -> Result<Shared, String> {
+        let read = match config.read_token.filter(|t| !t.is_empty()) {
+            None => None,
+            Some(token) => {
+                let key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())
+                    .map_err(|_| "the system's random number generator failed".to_string())?;
+                let tag = hmac::sign(&key, &token).as_ref().to_vec();
+                Some(ReadToken { key, tag })
+            }
+        };
+        let join_token = config.join_token.filter(|t| !t.is_empty());
+        Ok(Shared { source, read, join_token, read_failures: Throttle::default(), join_failures: Throttle::default() })
+    }
+
+    fn read_token_ok(&self, presented: &[u8]) -> bool {
+        self.read.as_ref().is_some_and(|r| hmac::verify(&r.key, presented, &r.tag).is_ok())
+    }
+}
+
+/// One TLS connection's facts, fixed by its handshake.
+struct Conn {
+    shared: Arc<Shared>,
+    /// The client presented a certificate, and rustls verified it against the topology CA.
+    client_cert: bool,
+    exporter: Option<[u8; EXPORTER_LEN]>,
+}
+
+async fn connection(
+    tcp: TcpStream,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let _ = tcp.set_nodelay(true);
+    let tls = match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        // A failed handshake (a certificate of another CA, a revoked one, a scanner) or a timeout.
+        _ => return,
+    };
+    let session = tls.get_ref().1;
+    let conn = Arc::new(Conn {
+        shared,
+        client_cert: session.peer_certificates().is_some_and(|c| !c.is_empty()),
+        exporter: session.export_keying_material([0u8; EXPORTER_LEN], EXPORTER_LABEL, None).ok(),
+    });
+    let service = service_fn(move |req| {
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(handle(conn, req).await) }
+    });
+    let http = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(tls), service);
+    let mut http = pin!(http);
+    tokio::select! {
+        _ = http.as_mut() => return,
+        _ = stop.wait_for(|stopping| *stopping) => {}
+        _ = sleep(CONNECTION_LIFETIME) => {}
+    }
+    http.as_mut().graceful_shutdown();
+    let _ = timeout(SHUTDOWN_GRACE, http).await;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Status,
+    Metrics,
+    Keyset,
+}
+
+/// The `Authorization` header, split into scheme and credentials.
+enum Auth<'a> {
+    None,
+    Bearer(&'a [u8]),
+    Join(&'a [u8]),
+    /// Another scheme, several headers, or no credentials after the scheme.
+    Unusable,
+}
+
+fn authorization(req: &Request<Incoming>) -> Auth<'_> {
+    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else { return Auth::None };
+    if values.next().is_some() {
+        return Auth::Unusable;
+    }
+    let raw = value.as_bytes();
+    let Some(space) = raw.iter().position(|b| *b == b' ') else { return Auth::Unusable };
+    let (scheme, rest) = raw.split_at(space);
+    let credentials = rest.trim_ascii();
+    if credentials.is_empty() {
+        Auth::Unusable
+    } else if scheme.eq_ignore_ascii_case(b"Bearer") {
+        Auth::Bearer(credentials)
+    } else if scheme.eq_ignore_ascii_case(JOIN_SCHEME.as_bytes()) {
+        Auth::Join(credentials)
+    } else {
+        Auth::Unusable
+    }
+}
+
+async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let route = match req.uri().path() {
+        "/status" => Route::Status,
+        "/metrics" => Route::Metrics,
+        KEYSET_PATH => Route::Keyset,
+        _ => return text(StatusCode::NOT_FOUND, "not found: the API serves /status, /metrics and /v1/keyset"),
+    };
+    if req.method() != Method::GET {
+        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use GET");
+        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return resp;
+    }
+    let shared = &conn.shared;
+    let auth = authorization(&req);
+    if route == Route::Keyset {
+        return keyset(&conn, auth).await;
+    }
+
+    if !conn.client_cert {
+        if let Auth::None = auth {
+            return unauthorized(
+                "Bearer realm=\"meshwork\"",
+                "unauthorized: present a client certificate of the topology CA, or `Authorization: Bearer <read token>`",
+            );
+        }
+        if let Err(retry) = shared.read_failures.admit() {
+            return throttled(retry);
+        }
+        let ok = match auth {
+            Auth::Bearer(token) => shared.read_token_ok(token),
+            _ => false,
+        };
+        if !ok {
+            sleep(shared.read_failures.failure()).await;
+            return unauthorized("Bearer realm=\"meshwork\"", "unauthorized: the token was refused");
+        }
+        shared.read_failures.success();
+    }
+    match route {
+        Route::Status => {
+            let mut body = serde_json::to_vec_pretty(&shared.source.status()).unwrap_or_else(|_| b"null".to_vec());
+            body.push(b'\n');
+            respond(StatusCode::OK, CONTENT_TYPE_JSON, body)
+        }
+        _ => respond(StatusCode::OK, CONTENT_TYPE_METRICS, metrics(shared).into_bytes()),
+    }
+}
+
+async fn keyset(conn: &Conn, auth: Auth<'_>) -> Response<Full<Bytes>> {
+    let shared = &conn.shared;
+    let Some(token) = shared.join_token.clone() else {
+        return text(StatusCode::NOT_FOUND, "not found: this agent does not serve the keyset (it has no join token)");
+    };
+    let challenge = JOIN_SCHEME;
+    if let Auth::None = auth {
+        return unauthorized(
+            challenge,
+            "unauthorized: the keyset needs `Authorization: MeshworkJoin <proof>`; use `meshwork keys fetch`",
+        );
+    }
+    if let Err(retry) = shared.join_failures.admit() {
+        return throttled(retry);
+    }
+    let ok = match (auth, conn.exporter.as_ref()) {
+        (Auth::Join(hex), Some(exporter)) => std::str::from_utf8(hex)
+            .ok()
+            .and_then(unhex)
+            .is_some_and(|proof| verify_join_proof(&token, exporter, &proof)),
+        _ => false,
+    };
+    if !ok {
+        sleep(shared.join_failures.failure()).await;
+        return unauthorized(challenge, "unauthorized: the join proof was refused");
+    }
+    shared.join_failures.success();
+    let source = shared.source.clone();
+    match tokio::task::spawn_blocking(move || source.keyset_bundle(&token)).await {
+        Ok(Ok(bundle)) => respond(StatusCode::OK, CONTENT_TYPE_BUNDLE, bundle),
+        Ok(Err(why)) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("the keyset could not be exported: {why}")),
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "the keyset could not be exported"),
+    }
+}
+
+/// The source's metrics followed by the server's own counters.
+fn metrics(shared: &Shared) -> String {
+    use std::fmt::Write;
+    let mut out = shared.source.metrics();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    let (read_failed, read_refused) = shared.read_failures.totals();
+    let (join_failed, join_refused) = shared.join_failures.totals();
+    let _ = write!(
+        out,
+        "# HELP meshwork_api_auth_failures_total API requests refused because a token or join proof was wrong.\n\
+         # TYPE meshwork_api_auth_failures_total counter\n\
+         meshwork_api_auth_failures_total{{credential=\"read_token\"}} {read_failed}\n\
+         meshwork_api_auth_failures_total{{credential=\"join_proof\"}} {join_failed}\n\
+         # HELP meshwork_api_auth_throttled_total API requests answered 429 unchecked while failures were queued.\n\
+         # TYPE meshwork_api_auth_throttled_total counter\n\
+         meshwork_api_auth_throttled_total{{credential=\"read_token\"}} {read_refused}\n\
+         meshwork_api_auth_throttled_total{{credential=\"join_proof\"}} {join_refused}\n"
+    );
+    out
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", format!("{message}\n").into_bytes())
+}
+
+fn unauthorized(challenge: &'static str, message: &str) -> Response<Full<Bytes>> {
+    let mut resp = text(StatusCode::UNAUTHORIZED, message);
+    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    resp
+}
+
+fn throttled(retry: Duration) -> Response<Full<Bytes>> {
+    let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+    let mut resp = text(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("too many failed attempts: retry in {secs} s (the credential was not checked)"),
+    );
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}

@@ -1,0 +1,202 @@
+//! `meshwork apply FILE|PLANFILE --controller NAME` and `meshwork destroy`: converge the host
+//! (or remove everything meshwork owns there), under the controller's lock.
+//!
+//! `--try SECONDS` keeps the change only if it is confirmed in time (Enter on the terminal, or
+//! `meshwork apply --confirm` from elsewhere); otherwise the previous topology is applied
+//! again, or everything is removed if there was none, as `netplan try` does.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use meshwork::host::desired::Desired;
+use meshwork::host::lock::Lock;
+use meshwork::host::planfile::PlanFile;
+use meshwork::host::render::{self, Context};
+use meshwork::host::session;
+use meshwork_compiler::source::SourceFile;
+
+use super::host::{HostArgs, desired_from_file, desired_from_source, io_error};
+use crate::input::CliError;
+
+pub struct Options {
+    pub auto_approve: bool,
+    pub try_seconds: Option<u64>,
+}
+
+/// What to apply: a topology (None: destroy) and, from a saved plan, what it was made against.
+struct Target {
+    source: Option<SourceFile>,
+    desired: Option<Desired>,
+    saved: Option<PlanFile>,
+}
+
+pub fn apply(target: &Path, host: &HostArgs, options: &Options) -> Result<ExitCode, CliError> {
+    let rt = host.enter()?;
+    let saved = PlanFile::load(target).map_err(io_error(&format!("cannot read {}", target.display())))?;
+    let t = match saved {
+        Some(plan) => {
+            if plan.controller != host.controller {
+                return Err(CliError::Message(format!(
+                    "{} is a plan for controller {}, not {}",
+                    target.display(),
+                    plan.controller,
+                    host.controller
+                )));
+            }
+            let source = SourceFile::new(plan.topology_file.clone(), plan.source.clone());
+            let desired = desired_from_source(source.clone(), host)?;
+            if plan.checksum.as_deref() != Some(desired.checksum.as_str()) {
+                return Err(CliError::Message(format!(
+                    "the saved plan {} was made for topology checksum {}, but its topology now compiles to {} \
+                     (the keyset changed?); make a new plan",
+                    target.display(),
+                    plan.checksum.as_deref().unwrap_or("none"),
+                    desired.checksum
+                )));
+            }
+            Target { source: Some(source), desired: Some(desired), saved: Some(plan) }
+        }
+        None => {
+            let (source, desired) = desired_from_file(target, host)?;
+            Target { source: Some(source), desired: Some(desired), saved: None }
+        }
+    };
+    converge(&rt, host, t, options, "apply")
+}
+
+pub fn destroy(host: &HostArgs, auto_approve: bool) -> Result<ExitCode, CliError> {
+    let rt = host.enter()?;
+    let options = Options { auto_approve, try_seconds: None };
+    converge(&rt, host, Target { source: None, desired: None, saved: None }, &options, "destroy")
+}
+
+/// `apply --confirm`: keeps what a running `apply --try` applied.
+pub fn confirm(host: &HostArgs) -> Result<ExitCode, CliError> {
+    let path = host.layout().confirm();
+    std::fs::write(&path, b"confirmed\n").map_err(io_error(&format!("cannot write {}", path.display())))?;
+    println!("Confirmed; the pending `apply --try` on controller {} keeps its change.", host.controller);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn converge(
+    rt: &tokio::runtime::Runtime,
+    host: &HostArgs,
+    t: Target,
+    options: &Options,
+    verb: &str,
+) -> Result<ExitCode, CliError> {
+    let layout = host.layout();
+    let _lock = Lock::acquire(&layout.lock(), &host.controller, verb).map_err(|e| CliError::Message(e.to_string()))?;
+    let refreshed = rt
+        .block_on(session::refresh(&layout, &host.controller, t.desired.as_ref()))
+        .map_err(io_error("cannot read the host's state"))?;
+    if let Some(saved) = &t.saved {
+        if saved.live != refreshed.observed.fingerprint() {
+            return Err(CliError::Message(
+                "the host changed since this plan was made; it would no longer do what it showed. \
+                 Run `meshwork plan` again."
+                    .into(),
+            ));
+        }
+    }
+    let cx = Context { desired: t.desired.as_ref(), observed: &refreshed.observed, applied: refreshed.applied.as_ref() };
+    print!("{}", render::text(&refreshed.plan, &cx));
+    let previous_source = std::fs::read_to_string(layout.applied_source()).ok();
+    if refreshed.plan.is_empty() && refreshed.applied.is_some() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !refreshed.plan.is_empty() && t.saved.is_none() && !options.auto_approve {
+        ask(&host.controller, verb)?;
+    }
+    let mut report = |c: &meshwork::host::plan::Change| println!("  {} {}: done", c.action.symbol(), c.id);
+    if !refreshed.plan.is_empty() {
+        println!();
+    }
+    let result = rt.block_on(session::apply(
+        &layout,
+        &host.controller,
+        t.desired.as_ref(),
+        &refreshed,
+        &refreshed.plan,
+        &mut report,
+    ));
+    if let Err(e) = result {
+        return Err(CliError::Message(format!(
+            "{e}\nThe host is partly changed; what was done is recorded, and `meshwork plan` shows what is left."
+        )));
+    }
+    match &t.source {
+        Some(source) => std::fs::write(layout.applied_source(), source.text.as_bytes())
+            .map_err(io_error("cannot record the applied topology"))?,
+        None => {
+            let _ = std::fs::remove_dir_all(layout.openvpn());
+            let _ = std::fs::remove_dir_all(layout.logs());
+        }
+    }
+    let s = &refreshed.plan.summary;
+    println!("\nApply complete! Resources: {} added, {} changed, {} destroyed.", s.add, s.change, s.destroy);
+    if let Some(seconds) = options.try_seconds {
+        if !wait_for_confirmation(host, seconds)? {
+            println!("\nNot confirmed within {seconds} s: rolling back.");
+            let previous = match previous_source {
+                Some(text) => {
+                    let source = SourceFile::new(layout.applied_source().display().to_string(), text);
+                    Target { desired: Some(desired_from_source(source.clone(), host)?), source: Some(source), saved: None }
+                }
+                None => Target { source: None, desired: None, saved: None },
+            };
+            drop(_lock);
+            let back = Options { auto_approve: true, try_seconds: None };
+            converge(rt, host, previous, &back, "apply (rollback)")?;
+            return Ok(ExitCode::from(1));
+        }
+        println!("Confirmed: keeping the change.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ask(controller: &str, verb: &str) -> Result<(), CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Message(format!(
+            "refusing to {verb} without confirmation: stdin is not a terminal (pass --auto-approve, or apply a saved plan)"
+        )));
+    }
+    print!("\nDo you want to {verb} these actions on controller {controller}? Only 'yes' will be accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).map_err(io_error("cannot read the answer"))?;
+    if answer.trim() != "yes" {
+        return Err(CliError::Message(format!("{verb} cancelled")));
+    }
+    Ok(())
+}
+
+/// Enter on a terminal, or the confirm file written by `apply --confirm`.
+fn wait_for_confirmation(host: &HostArgs, seconds: u64) -> Result<bool, CliError> {
+    let path = host.layout().confirm();
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "\nKeep this change? Press Enter, or run `meshwork apply --confirm --controller {}`, within {seconds} s.",
+        host.controller
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    if std::io::stdin().is_terminal() {
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            if std::io::stdin().lock().read_line(&mut line).is_ok() {
+                let _ = tx.send(());
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        if path.exists() || rx.try_recv().is_ok() {
+            let _ = std::fs::remove_file(&path);
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(false)
+}

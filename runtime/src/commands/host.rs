@@ -1,0 +1,80 @@
+//! What every verb that touches a controller host shares: which controller, which network
+//! namespace, which state directory; the topology's desired state for it; a tokio runtime.
+
+use std::path::{Path, PathBuf};
+
+use meshwork::host::desired::Desired;
+use meshwork::host::layout::Layout;
+use meshwork::keys::Keyset;
+use meshwork_compiler::source::SourceFile;
+
+use crate::StateArg;
+use crate::input::{self, CliError};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct HostArgs {
+    /// The controller this host is (a `controller` name in the topology).
+    #[arg(long)]
+    pub controller: String,
+    /// Act inside this named network namespace (/run/netns/NS) instead of the host's.
+    #[arg(long)]
+    pub netns: Option<String>,
+    #[command(flatten)]
+    pub state: StateArg,
+}
+
+impl HostArgs {
+    pub fn state_dir(&self) -> PathBuf {
+        self.state.dir()
+    }
+    pub fn layout(&self) -> Layout {
+        Layout::new(&self.state_dir(), &self.controller)
+    }
+
+    /// Moves this process into `--netns` (before any thread exists, so every thread and child
+    /// process is in it) and returns a runtime for the netlink and process work.
+    pub fn enter(&self) -> Result<tokio::runtime::Runtime, CliError> {
+        if let Some(ns) = &self.netns {
+            meshwork::netns::enter(ns)
+                .map_err(|e| CliError::Message(format!("cannot enter network namespace {ns}: {e}")))?;
+        }
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CliError::Message(format!("cannot start the runtime: {e}")))
+    }
+
+    pub fn keyset(&self) -> Result<Keyset, CliError> {
+        let state = self.state_dir();
+        input::keyset(&state)?.ok_or_else(|| {
+            CliError::Message(format!(
+                "no keyset in {}: run `meshwork keys init FILE` on the root controller, \
+                 or `meshwork keys fetch` / `keys import` on the others",
+                state.display()
+            ))
+        })
+    }
+}
+
+/// The desired state of the controller from a topology file (diagnostics printed on failure).
+pub fn desired_from_file(file: &Path, host: &HostArgs) -> Result<(SourceFile, Desired), CliError> {
+    let (analysis, net) = input::network(file)?;
+    let keyset = host.keyset()?;
+    let d = Desired::new(&net, &host.controller, &keyset).map_err(|e| CliError::Message(e.to_string()))?;
+    Ok((analysis.file, d))
+}
+
+/// The same from a source kept in a saved plan or a state record.
+pub fn desired_from_source(file: SourceFile, host: &HostArgs) -> Result<Desired, CliError> {
+    let mut analysis = meshwork_compiler::analyze(file);
+    let Some(net) = analysis.network.take() else {
+        input::print_diagnostics(&analysis.file, &analysis.diagnostics);
+        return Err(CliError::Message(format!("{} no longer compiles", analysis.file.name)));
+    };
+    let keyset = host.keyset()?;
+    Desired::new(&net, &host.controller, &keyset).map_err(|e| CliError::Message(e.to_string()))
+}
+
+pub fn io_error(what: &str) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |e| CliError::Message(format!("{what}: {e}"))
+}

@@ -1,0 +1,62 @@
+//! Where a controller's files live inside the state directory.
+//!
+//! ```text
+//! STATE/controllers/<name>/openvpn/        --cd directory of every OpenVPN process
+//!                          openvpn/keys/   certificates and keys (keys 0600, directory 0700)
+//!                          openvpn/ccd/    one file per client
+//!                          openvpn/run/    management sockets, pid files
+//!                          log/            OpenVPN logs
+//!                          applied.json    what the last apply left (for drift detection)
+//!                          applied.source  the topology file that apply used (for --try rollback)
+//!                          lock            held while applying
+//! ```
+
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(state: &Path, controller: &str) -> Layout {
+        // Absolute: OpenVPN is started with `--cd` and outlives the working directory's meaning.
+        let state = std::path::absolute(state).unwrap_or_else(|_| state.to_path_buf());
+        Layout { root: state.join("controllers").join(controller) }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The directory OpenVPN runs in; managed files are named relative to it.
+    pub fn openvpn(&self) -> PathBuf {
+        self.root.join("openvpn")
+    }
+    pub fn run(&self) -> PathBuf {
+        self.openvpn().join("run")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("log")
+    }
+    pub fn applied(&self) -> PathBuf {
+        self.root.join("applied.json")
+    }
+    pub fn applied_source(&self) -> PathBuf {
+        self.root.join("applied.source")
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+    /// Written by `apply --confirm` to keep a change made with `apply --try`.
+    pub fn confirm(&self) -> PathBuf {
+        self.root.join("confirm")
+    }
+    pub fn pidfile(&self, unit: &str) -> PathBuf {
+        self.run().join(format!("{unit}.pid"))
+    }
+    pub fn log(&self, unit: &str) -> PathBuf {
+        self.logs().join(format!("{unit}.log"))
+    }
+    pub fn socket(&self, unit: &str) -> PathBuf {
+        self.run().join(format!("{unit}.sock"))
+    }
+}

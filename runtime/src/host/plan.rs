@@ -1,0 +1,148 @@
+//! The difference between what the topology wants and what is there: drift (what changed
+//! outside meshwork since the last apply) and the actions that converge the host.
+
+use serde::{Deserialize, Serialize};
+
+use super::applied::Applied;
+use super::desired::Desired;
+use super::observe::Observed;
+use super::resource::{Kind, Resource, ResourceId, ResourceMap, by_id};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    /// Delete, then create (an attribute that cannot be changed in place).
+    Replace,
+    Delete,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Change {
+    pub action: Action,
+    pub id: ResourceId,
+    /// What is there now (None when creating).
+    pub before: Option<Resource>,
+    /// What will be there (None when deleting).
+    pub after: Option<Resource>,
+}
+
+/// A resource that is not what the last apply left.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Drift {
+    pub id: ResourceId,
+    /// As the last apply left it (None: it appeared since).
+    pub applied: Option<Resource>,
+    /// As it is now (None: it is gone).
+    pub live: Option<Resource>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Plan {
+    pub controller: String,
+    pub drift: Vec<Drift>,
+    pub changes: Vec<Change>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The actions on one kind of resource (the agent reconciles subsystem by subsystem).
+    pub fn only(&self, kinds: &[Kind]) -> Plan {
+        let changes: Vec<Change> = self.changes.iter().filter(|c| kinds.contains(&c.id.kind)).cloned().collect();
+        let drift = self.drift.iter().filter(|d| kinds.contains(&d.id.kind)).cloned().collect();
+        Plan { controller: self.controller.clone(), drift, summary: summarise(&changes), changes }
+    }
+}
+
+/// Which attribute differences need the resource deleted and made again.
+fn needs_replace(before: &Resource, after: &Resource) -> bool {
+    let differs = |k: &str| before.attrs.get(k) != after.attrs.get(k);
+    match after.id.kind {
+        Kind::Link => differs("kind") || differs("peer"),
+        Kind::Rule => differs("priority"),
+        _ => false,
+    }
+}
+
+fn summarise(changes: &[Change]) -> Summary {
+    let mut s = Summary::default();
+    for c in changes {
+        match c.action {
+            Action::Create => s.add += 1,
+            Action::Update => s.change += 1,
+            Action::Replace => {
+                s.add += 1;
+                s.destroy += 1
+            }
+            Action::Delete => s.destroy += 1,
+        }
+    }
+    s
+}
+
+/// The plan that takes `observed` to `desired` (None: destroy everything meshwork owns).
+pub fn plan(controller: &str, desired: Option<&Desired>, observed: &Observed, applied: Option<&Applied>) -> Plan {
+    let wanted: ResourceMap = desired.map(Desired::resource_map).unwrap_or_default();
+    let live = &observed.resources;
+    let mut changes = Vec::new();
+    for (id, after) in &wanted {
+        match live.get(id) {
+            None => changes.push(Change { action: Action::Create, id: id.clone(), before: None, after: Some(after.clone()) }),
+            Some(before) if before.attrs != after.attrs => {
+                let action = if needs_replace(before, after) { Action::Replace } else { Action::Update };
+                changes.push(Change { action, id: id.clone(), before: Some(before.clone()), after: Some(after.clone()) })
+            }
+            Some(_) => {}
+        }
+    }
+    for (id, before) in live {
+        if !wanted.contains_key(id) {
+            changes.push(Change { action: Action::Delete, id: id.clone(), before: Some(before.clone()), after: None });
+        }
+    }
+    changes.sort_by(|a, b| a.id.cmp(&b.id));
+
+    let mut drift = Vec::new();
+    if let Some(applied) = applied {
+        let before = by_id(applied.resources.iter().cloned());
+        for (id, was) in &before {
+            match live.get(id) {
+                None => drift.push(Drift { id: id.clone(), applied: Some(was.clone()), live: None }),
+                Some(now) if now.attrs != was.attrs => {
+                    drift.push(Drift { id: id.clone(), applied: Some(was.clone()), live: Some(now.clone()) })
+                }
+                Some(_) => {}
+            }
+        }
+        for (id, now) in live {
+            if !before.contains_key(id) {
+                drift.push(Drift { id: id.clone(), applied: None, live: Some(now.clone()) });
+            }
+        }
+        drift.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    Plan { controller: controller.to_string(), drift, summary: summarise(&changes), changes }
+}

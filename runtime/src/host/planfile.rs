@@ -1,0 +1,50 @@
+//! Saved plans (`plan -out FILE`): enough to redo exactly that plan later, and to refuse it
+//! when the host or the inputs have changed since. The topology source is kept whole (it holds
+//! no secrets); the keyset is not: it stays in the state directory and its CA is part of the
+//! checksum, so a plan made against another keyset is refused.
+
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::Summary;
+
+pub const FORMAT: &str = "meshwork-plan/1";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlanFile {
+    pub format: String,
+    pub controller: String,
+    /// As the plan command was given it (diagnostics name it).
+    pub topology_file: String,
+    pub source: String,
+    /// Topology checksum the plan was made for (None: a destroy plan).
+    pub checksum: Option<String>,
+    /// Fingerprint of the host as observed when the plan was made.
+    pub live: String,
+    pub summary: Summary,
+}
+
+impl PlanFile {
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        crate::private_file::replace(path, &bytes)
+    }
+
+    /// None when the file is not a saved plan (then it is a topology file).
+    pub fn load(path: &Path) -> io::Result<Option<PlanFile>> {
+        let bytes = std::fs::read(path)?;
+        if !bytes.starts_with(b"{") {
+            return Ok(None);
+        }
+        match serde_json::from_slice::<PlanFile>(&bytes) {
+            Ok(p) if p.format == FORMAT => Ok(Some(p)),
+            Ok(p) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is a plan of format {}, this meshwork reads {FORMAT}", path.display(), p.format),
+            )),
+            Err(_) => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! Helpers for kernel tests that build small networks of namespaces: a scratch lab that undoes
+//! itself (namespaces by name, processes by pid), traffic from inside a namespace (ICMP echo
+//! over a raw socket, since `ping` may not be installed; TCP connect), and the `meshwork` CLI.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Root, `ip`, `nft` and `openvpn` are needed. Without them the test is skipped, except under
+/// CI, where it fails.
+pub fn kernel_tests_possible() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools = ["ip", "openvpn", "nft"].iter().all(|t| Command::new(t).arg("--version").output().is_ok());
+    if root && tools {
+        return true;
+    }
+    let why = if root { "needs `ip`, `nft` and `openvpn`" } else { "needs root" };
+    assert!(std::env::var_os("CI").is_none(), "kernel test {why}");
+    eprintln!("skipping the kernel test: it {why}");
+    false
+}
+
+pub struct Lab {
+    pub dir: PathBuf,
+    /// Namespaces to delete on drop, by name.
+    netns: Vec<String>,
+    /// (name, process, log file)
+    procs: Vec<(String, Child, Option<PathBuf>)>,
+    /// Processes that are not our children (e.g. started by meshwork), killed by pid on drop.
+    pids: Vec<u32>,
+    /// Logs to print if the test fails.
+    logs: Vec<PathBuf>,
+}
+
+impl Lab {
+    pub fn new(purpose: &str) -> Lab {
+        let dir = std::env::temp_dir().join(format!("mwt-{purpose}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch dir");
+        Lab { dir, netns: Vec::new(), procs: Vec::new(), pids: Vec::new(), logs: Vec::new() }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A new namespace `mwt-<purpose>-<pid>` with loopback up, deleted on drop.
+    pub fn netns(&mut self, purpose: &str) -> String {
+        let name = format!("mwt-{purpose}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        run("ip", &["netns", "add", &name]);
+        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        self.netns.push(name.clone());
+        name
+    }
+
+    /// Also deletes namespace `name` on drop (one a test's subject made, if it is left over).
+    pub fn forget_netns_on_drop(&mut self, name: &str) {
+        self.netns.push(name.to_string());
+    }
+
+    pub fn kill_on_drop(&mut self, pid: u32) {
+        self.pids.push(pid);
+    }
+
+    pub fn show_log_on_failure(&mut self, log: PathBuf) {
+        self.logs.push(log);
+    }
+
+    pub fn spawn(&mut self, name: &str, cmd: &mut Command, log: Option<PathBuf>) -> usize {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+        self.procs.push((name.to_string(), child, log));
+        self.procs.len() - 1
+    }
+
+    pub fn child(&mut self, i: usize) -> &mut Child {
+        &mut self.procs[i].1
+    }
+
+    /// Starts `openvpn --config CONFIG` in namespace `ns` (`ip netns exec` execs it, so the
+    /// child's pid is OpenVPN's).
+    pub fn openvpn(&mut self, name: &str, ns: &str, config: &Path) -> (usize, PathBuf) {
+        let log = self.path(&format!("{name}.log"));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, "openvpn", "--log"])
+            .arg(&log)
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let i = self.spawn(name, &mut cmd, Some(log.clone()));
+        (i, log)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        for (_, child, _) in &mut self.procs {
+            // SAFETY: SIGTERM to our own child, so it can clean up (OpenVPN, the agent).
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        for pid in &self.pids {
+            // SAFETY: kill(2) on a pid the test recorded.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (_, child, _) in &mut self.procs {
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in &self.netns {
+            if Path::new("/run/netns").join(ns).exists() {
+                let ok = Command::new("ip").args(["netns", "del", ns]).status().is_ok_and(|s| s.success());
+                if !ok {
+                    eprintln!("could not delete network namespace {ns}");
+                }
+            }
+        }
+        if failed {
+            let logs = self.procs.iter().filter_map(|(n, _, l)| l.clone().map(|l| (n.clone(), l)));
+            let extra = self.logs.iter().map(|l| (String::new(), l.clone()));
+            for (name, log) in logs.chain(extra) {
+                let text = fs::read_to_string(&log).unwrap_or_else(|e| format!("({e})"));
+                let tail: Vec<&str> = text.lines().rev().take(60).collect();
+                eprintln!("===== {name} {} (last lines) =====", log.display());
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+            eprintln!("scratch directory kept: {}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn output(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("run {cmd}: {e}"));
+    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn run(cmd: &str, args: &[&str]) {
+    output(cmd, args);
+}
+
+/// `meshwork ARGS`, whatever its exit status.
+pub fn meshwork(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshwork")).args(args).stdin(Stdio::null()).output().expect("run meshwork")
+}
+
+/// `meshwork ARGS`, which must exit with `code`; its stdout.
+pub fn meshwork_ok(args: &[&str], code: i32) -> String {
+    let out = meshwork(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "meshwork {args:?} exited {:?}:\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Polls `f` every 100 ms until it returns Some, or fails after `timeout` with `what`.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `f` on a thread that has joined namespace `ns`.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        let handle = fs::File::open(Path::new("/run/netns").join(&ns)).unwrap_or_else(|e| panic!("netns {ns}: {e}"));
+        // SAFETY: moves only this thread, which ends after `f`, into the namespace.
+        let rc = unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("namespace thread")
+}
+
+/// A TCP server in namespace `ns` on `addr` that answers every connection with `hello`, on
+/// its own thread for the rest of the test (the namespace's deletion ends it).
+pub fn tcp_server(ns: &str, addr: SocketAddr) {
+    let ns = ns.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let handle = fs::File::open(Path::new("/run/netns").join(&ns)).expect("netns handle");
+        // SAFETY: moves only this thread into the namespace.
+        let rc = unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns");
+        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr} in {ns}: {e}"));
+        tx.send(()).expect("ready");
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.write_all(b"hello");
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("tcp server ready");
+}
+
+/// Whether a TCP connection from namespace `ns` to `addr` gets the server's greeting.
+pub fn tcp_reaches(ns: &str, addr: SocketAddr, timeout: Duration) -> bool {
+    in_netns(ns, move || {
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else { return false };
+        let _ = s.set_read_timeout(Some(timeout));
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).is_ok() && &buf == b"hello"
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// ICMP echo from inside a namespace (no `ping` binary needed): a raw socket on a thread that
+// has joined the namespace.
+
+/// Sends `count` echo requests to `dst` from namespace `ns`, waiting up to `wait` for each
+/// reply; returns how many were answered.
+pub fn ping(ns: &str, dst: Ipv4Addr, count: u16, wait: Duration) -> u16 {
+    let ns = ns.to_string();
+    std::thread::spawn(move || ping_from(&ns, dst, count, wait)).join().expect("ping thread")
+}
+
+fn ping_from(ns: &str, dst: Ipv4Addr, count: u16, wait: Duration) -> u16 {
+    let handle = ["/run/netns", "/var/run/netns"]
+        .iter()
+        .find_map(|d| fs::File::open(Path::new(d).join(ns)).ok())
+        .unwrap_or_else(|| panic!("no handle for namespace {ns}"));
+    // SAFETY: moves only this thread, which ends after the ping, into the namespace.
+    let rc = unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+    // SAFETY: plain socket(2); the descriptor is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+    assert!(fd >= 0, "raw ICMP socket: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tick = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
+    // SAFETY: the option value is a timeval of the size passed.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tick as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+    let to = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from(dst).to_be() },
+        sin_zero: [0; 8],
+    };
+    let ident = (std::process::id() & 0xffff) as u16;
+    let mut answered = 0;
+    for seq in 1..=count {
+        let request = echo_request(ident, seq);
+        // SAFETY: buffer and address are valid for the lengths passed.
+        let sent = unsafe {
+            libc::sendto(
+                sock.as_raw_fd(),
+                request.as_ptr().cast(),
+                request.len(),
+                0,
+                (&to as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            // No route (the tunnel is down): a lost request, like ping's.
+            std::thread::sleep(wait);
+            continue;
+        }
+        let deadline = Instant::now() + wait;
+        let mut buf = [0u8; 1500];
+        while Instant::now() < deadline {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                continue;
+            }
+            if is_echo_reply(&buf[..n as usize], dst, ident, seq) {
+                answered += 1;
+                break;
+            }
+        }
+    }
+    answered
+}
+
+fn echo_request(ident: u16, seq: u16) -> Vec<u8> {
+    let mut p = vec![8, 0, 0, 0];
+    p.extend_from_slice(&ident.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(b"meshwork kernel test ping");
+    let sum = checksum(&p);
+    p[2..4].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+/// An IPv4 packet from `from` carrying ICMP echo reply `ident`/`seq`.
+fn is_echo_reply(packet: &[u8], from: Ipv4Addr, ident: u16, seq: u16) -> bool {
+    let Some(&first) = packet.first() else { return false };
+    let header = usize::from(first & 0x0f) * 4;
+    if packet.len() < header + 8 || packet.len() < 20 || packet[12..16] != from.octets() {
+        return false;
+    }
+    let icmp = &packet[header..];
+    icmp[0] == 0 && icmp[4..6] == ident.to_be_bytes() && icmp[6..8] == seq.to_be_bytes()
+}
+
+/// The Internet checksum (RFC 1071).
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
