@@ -157,7 +157,9 @@ fn quickstart_controller_on_a_real_kernel() {
     for line in ["+ netns mw-east-e1", "+ link plugin0", "+ link mw-e3", "+ nftables inet meshwork", "+ process engine-2"] {
         assert!(plan.contains(line), "plan lacks `{line}`:\n{plan}");
     }
-    assert!(plan.contains("to add, 0 to change, 0 to destroy."), "{plan}");
+    // Everything is added; only forwarding, off in a new namespace, is changed.
+    assert!(plan.contains(" to add, 1 to change, 0 to destroy."), "{plan}");
+    assert!(plan.contains("~ sysctl net.ipv4.ip_forward"), "{plan}");
     assert!(!plan.contains("PRIVATE KEY"), "a plan never shows secrets");
     c.apply();
     let (code, plan) = c.plan();

@@ -136,7 +136,8 @@ fn converge(
         }
     }
     let s = &refreshed.plan.summary;
-    println!("\nApply complete! Resources: {} added, {} changed, {} destroyed.", s.add, s.change, s.destroy);
+    let done = if t.desired.is_some() { "Apply" } else { "Destroy" };
+    println!("\n{done} complete! Resources: {} added, {} changed, {} destroyed.", s.add, s.change, s.destroy);
     if let Some(seconds) = options.try_seconds {
         if !wait_for_confirmation(host, seconds)? {
             println!("\nNot confirmed within {seconds} s: rolling back.");

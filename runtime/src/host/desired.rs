@@ -19,6 +19,10 @@ use crate::netlink::{RouteInfo, RuleInfo};
 pub const NFT_TABLE: &str = "inet meshwork";
 /// Forwarding must be on wherever overlay traffic is routed.
 pub const IP_FORWARD: &str = "net.ipv4.ip_forward";
+const RP_FILTER_ALL: &str = "net.ipv4.conf.all.rp_filter";
+const RP_FILTER_ENGINE_LINK: &str = "net.ipv4.conf.eth0.rp_filter";
+/// The kernel's main routing table.
+pub const MAIN_TABLE: u32 = 254;
 
 /// A file as the topology wants it.
 #[derive(Clone, Debug)]
@@ -183,24 +187,33 @@ fn resources(c: &ControllerNet, d: &Desired) -> Vec<Resource> {
                 .attr("state", "up"),
         );
         out.push(address(Some(&ns), ENGINE_LINK, Ipv4Net::new(e.plugin_ip, prefix).expect("valid prefix")));
-        let route = RouteInfo {
-            dst: Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("/0"),
-            gateway: Some(set.bridge_ip),
-            dev: Some(ENGINE_LINK.into()),
-            table: ENGINE_TABLE,
-            protocol: ROUTE_PROTO_STATIC,
-        };
-        out.push(route_resource(Some(&ns), route));
+        // The engine's OpenVPN answers clients through the controller (main table); what its
+        // clients send goes to the controller too (ENGINE_TABLE, by the rule below), even to
+        // the overlay subnet that is on its own tun, so the controller's firewall sees it.
+        for table in [MAIN_TABLE, ENGINE_TABLE] {
+            let route = RouteInfo {
+                dst: Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("/0"),
+                gateway: Some(set.bridge_ip),
+                dev: Some(ENGINE_LINK.into()),
+                table,
+                protocol: ROUTE_PROTO_STATIC,
+            };
+            out.push(route_resource(Some(&ns), route));
+        }
         let rule = RuleInfo { priority: ENGINE_RULE_PRIORITY, iif: Some(TUN_DEVICE.into()), table: ENGINE_TABLE };
         out.push(rule_resource(Some(&ns), rule));
-        out.push(
-            Resource::new(
-                Kind::Sysctl,
-                format!("{ns}:{IP_FORWARD}"),
-                Spec::Sysctl { netns: Some(ns.clone()), key: IP_FORWARD.into(), value: "1".into() },
-            )
-            .attr("value", "1"),
-        );
+        // Forwarding on; reverse-path filtering off, since overlay sources arrive on eth0 while
+        // the overlay subnet is on tun0.
+        for (key, value) in [(IP_FORWARD, "1"), (RP_FILTER_ALL, "0"), (RP_FILTER_ENGINE_LINK, "0")] {
+            out.push(
+                Resource::new(
+                    Kind::Sysctl,
+                    format!("{ns}:{key}"),
+                    Spec::Sysctl { netns: Some(ns.clone()), key: key.into(), value: value.into() },
+                )
+                .attr("value", value),
+            );
+        }
         let unit = format!("engine-{}", e.index);
         let config = openvpn::engine_conf(e.index);
         out.push(

@@ -138,7 +138,9 @@ pub fn plan(controller: &str, desired: Option<&Desired>, observed: &Observed, ap
             }
         }
         for (id, now) in live {
-            if !before.contains_key(id) {
+            // Sysctls are read only where the topology sets them: not being in the record
+            // means the topology started setting one, not that it appeared.
+            if !before.contains_key(id) && id.kind != Kind::Sysctl {
                 drift.push(Drift { id: id.clone(), applied: None, live: Some(now.clone()) });
             }
         }
