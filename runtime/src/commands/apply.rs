@@ -92,14 +92,14 @@ fn converge(
     let refreshed = rt
         .block_on(session::refresh(&layout, &host.controller, t.desired.as_ref()))
         .map_err(io_error("cannot read the host's state"))?;
-    if let Some(saved) = &t.saved {
-        if saved.live != refreshed.observed.fingerprint() {
-            return Err(CliError::Message(
-                "the host changed since this plan was made; it would no longer do what it showed. \
-                 Run `meshwork plan` again."
-                    .into(),
-            ));
-        }
+    if let Some(saved) = &t.saved
+        && saved.live != refreshed.observed.fingerprint()
+    {
+        return Err(CliError::Message(
+            "the host changed since this plan was made; it would no longer do what it showed. \
+             Run `meshwork plan` again."
+                .into(),
+        ));
     }
     let cx = Context { desired: t.desired.as_ref(), observed: &refreshed.observed, applied: refreshed.applied.as_ref() };
     print!("{}", render::text(&refreshed.plan, &cx));

@@ -172,10 +172,10 @@ pub async fn observe(
             .attr("sha256", desired::digest(&content));
         if secret {
             r = r.attr("sensitive", "true");
-        } else if meta.len() <= MAX_DIFF_FILE {
-            if let Ok(text) = String::from_utf8(content) {
-                file_text.insert(rel, text);
-            }
+        } else if meta.len() <= MAX_DIFF_FILE
+            && let Ok(text) = String::from_utf8(content)
+        {
+            file_text.insert(rel, text);
         }
         out.push(r);
     })?;

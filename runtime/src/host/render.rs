@@ -97,10 +97,10 @@ pub fn text(plan: &Plan, cx: &Context<'_>) -> String {
             };
             let _ = writeln!(out, "  {sign} {} ({what})", d.id);
             attr_lines(&mut out, d.applied.as_ref(), d.live.as_ref());
-            if d.id.kind == Kind::Nftables {
-                if let (Some(a), Some(live)) = (cx.applied.and_then(|a| a.nft.as_ref()), &cx.observed.nft_listing) {
-                    line_diff(&mut out, "      ", &a.listing, live);
-                }
+            if d.id.kind == Kind::Nftables
+                && let (Some(a), Some(live)) = (cx.applied.and_then(|a| a.nft.as_ref()), &cx.observed.nft_listing)
+            {
+                line_diff(&mut out, "      ", &a.listing, live);
             }
         }
     }
