@@ -1,16 +1,16 @@
 //! meshwork's runtime: everything that touches a host or the disk (keys, clientpacks, and
 //! later nftables, netlink and OpenVPN processes). The `meshwork` binary is a thin CLI over it.
 
+pub mod agent;
+pub mod api;
 pub mod bench_topology;
 pub mod bundle;
 pub mod clientpack;
-pub mod keys;
-pub mod private_file;
-pub mod state;
-pub mod api;
 pub mod host;
+pub mod keys;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod openvpn;
-pub mod agent;
+pub mod private_file;
+pub mod state;

@@ -154,7 +154,9 @@ fn quickstart_controller_on_a_real_kernel() {
     // 1. plan shows what apply will create; apply makes it.
     let (code, plan) = c.plan();
     assert_eq!(code, 2, "a fresh host needs changes:\n{plan}");
-    for line in ["+ netns mw-east-e1", "+ link plugin0", "+ link mw-e3", "+ nftables inet meshwork", "+ process engine-2"] {
+    for line in
+        ["+ netns mw-east-e1", "+ link plugin0", "+ link mw-e3", "+ nftables inet meshwork", "+ process engine-2"]
+    {
         assert!(plan.contains(line), "plan lacks `{line}`:\n{plan}");
     }
     // Everything is added; only forwarding, off in a new namespace, is changed.
@@ -253,7 +255,8 @@ fn quickstart_controller_on_a_real_kernel() {
     assert!(!tcp_reaches(&ns_of("web-1"), ssh, Duration::from_secs(2)), "web-1 -> web-2:22 falls to policy drop");
 
     // 5. Drift: a rule deleted by hand comes back; a killed engine is restarted.
-    let handles = output("ip", &["netns", "exec", &ctl_ns, "nft", "-a", "list", "chain", "inet", "meshwork", "firewall"]);
+    let handles =
+        output("ip", &["netns", "exec", &ctl_ns, "nft", "-a", "list", "chain", "inet", "meshwork", "firewall"]);
     let handle = handles
         .lines()
         .find(|l| l.contains("comment \"rule 6\""))
@@ -273,21 +276,25 @@ fn quickstart_controller_on_a_real_kernel() {
         c.pid("engine-2").filter(|p| *p != old && alive(*p))
     });
     lab.kill_on_drop(new);
-    let status: serde_json::Value = serde_json::from_str(&api_get(&any_client, &ca, "/status", &read_token).unwrap().1).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&api_get(&any_client, &ca, "/status", &read_token).unwrap().1).unwrap();
     assert!(status["drift_repairs"]["nftables"].as_u64().unwrap_or(0) >= 1, "{status}");
     assert!(status["drift_repairs"]["process"].as_u64().unwrap_or(0) >= 1, "{status}");
 
     // 6. SIGTERM stops the agent and leaves the dataplane running.
     // SAFETY: SIGTERM to our child.
     unsafe { libc::kill(lab.child(agent).id() as i32, libc::SIGTERM) };
-    let exited = wait_until("the agent to stop", Duration::from_secs(10), || lab.child(agent).try_wait().ok().flatten());
+    let exited =
+        wait_until("the agent to stop", Duration::from_secs(10), || lab.child(agent).try_wait().ok().flatten());
     assert!(exited.success(), "agent exit: {exited:?}");
     assert!(alive(c.pid("server").unwrap()), "the server keeps running without the agent");
     assert!(c.nft_listing().is_some());
 
     // 7. One engine more, one client removed: plan shows exactly that; apply converges.
     let text = fs::read_to_string(&file).unwrap();
-    let changed = text.replace("engines 3 subnet=", "engines 4 subnet=").replace("clients \"batch\" count=3", "clients \"batch\" count=2");
+    let changed = text
+        .replace("engines 3 subnet=", "engines 4 subnet=")
+        .replace("clients \"batch\" count=3", "clients \"batch\" count=2");
     assert_ne!(text, changed);
     fs::write(&file, changed).unwrap();
     meshwork_ok(&["keys", "sync", file.to_str().unwrap(), "--state-dir", s], 0);
@@ -310,7 +317,8 @@ fn quickstart_controller_on_a_real_kernel() {
     let (code, plan) = c.plan();
     assert_eq!(code, 0, "converged:\n{plan}");
     assert_eq!(engine_namespaces(), ["mw-east-e1", "mw-east-e2", "mw-east-e3", "mw-east-e4"]);
-    let pids: Vec<u32> = ["server", "engine-1", "engine-2", "engine-3", "engine-4"].iter().filter_map(|u| c.pid(u)).collect();
+    let pids: Vec<u32> =
+        ["server", "engine-1", "engine-2", "engine-3", "engine-4"].iter().filter_map(|u| c.pid(u)).collect();
     assert_eq!(pids.len(), 5);
     for pid in &pids {
         lab.kill_on_drop(*pid);

@@ -44,8 +44,7 @@ pub async fn start(
         read_token: cfg.read_token.clone(),
         join_token: cfg.join_token.clone(),
     };
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let source = Arc::new(Source { status, keyset_dir: crate::state::keyset_dir(&cfg.state_dir) });
     eprintln!("meshwork agent: API on https://{}", listener.local_addr().map_err(|e| e.to_string())?);
     tokio::spawn(async move {

@@ -30,7 +30,10 @@ pub async fn learn(layout: &Layout, units: &[String]) -> BTreeMap<String, Locati
 }
 
 /// The client routes the controller should have: clients on an engine, via that engine.
-pub fn wanted_routes(controller: &ControllerNet, clients: &BTreeMap<String, Location>) -> BTreeSet<(Ipv4Addr, Ipv4Addr)> {
+pub fn wanted_routes(
+    controller: &ControllerNet,
+    clients: &BTreeMap<String, Location>,
+) -> BTreeSet<(Ipv4Addr, Ipv4Addr)> {
     let Some(set) = &controller.engines else { return BTreeSet::new() };
     let mut out = BTreeSet::new();
     for loc in clients.values() {

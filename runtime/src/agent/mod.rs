@@ -224,7 +224,8 @@ impl Agent {
             if result.is_err() {
                 s.reconcile_errors += 1;
             }
-            s.last_reconcile = Some(status::Reconcile { at: now_secs(), duration_ms, ok: result.is_ok(), error: result.err() });
+            s.last_reconcile =
+                Some(status::Reconcile { at: now_secs(), duration_ms, ok: result.is_ok(), error: result.err() });
         });
     }
 
@@ -263,7 +264,8 @@ impl Agent {
                     repaired.push(c.id.kind);
                 }
             };
-            let outcome = session::apply(&self.layout, &self.cfg.controller, Some(desired), &refreshed, &sub, &mut report).await;
+            let outcome =
+                session::apply(&self.layout, &self.cfg.controller, Some(desired), &refreshed, &sub, &mut report).await;
             self.with_status(|s| {
                 for kind in &repaired {
                     *s.drift_repairs.entry(kind.to_string()).or_default() += 1;

@@ -71,7 +71,8 @@ impl Status {
         let _ = writeln!(out, "# HELP meshwork_reconcile_errors_total Reconcile passes that failed.");
         let _ = writeln!(out, "# TYPE meshwork_reconcile_errors_total counter");
         let _ = writeln!(out, "meshwork_reconcile_errors_total {}", self.reconcile_errors);
-        let _ = writeln!(out, "# HELP meshwork_drift_repairs_total Resources repaired after a change outside meshwork.");
+        let _ =
+            writeln!(out, "# HELP meshwork_drift_repairs_total Resources repaired after a change outside meshwork.");
         let _ = writeln!(out, "# TYPE meshwork_drift_repairs_total counter");
         for (kind, n) in &self.drift_repairs {
             let _ = writeln!(out, "meshwork_drift_repairs_total{{kind=\"{kind}\"}} {n}");

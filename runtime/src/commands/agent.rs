@@ -19,7 +19,8 @@ pub struct Options {
 
 pub fn run(file: &Path, host: &HostArgs, options: &Options) -> Result<ExitCode, CliError> {
     if let Some(ns) = &host.netns {
-        meshwork::netns::enter(ns).map_err(|e| CliError::Message(format!("cannot enter network namespace {ns}: {e}")))?;
+        meshwork::netns::enter(ns)
+            .map_err(|e| CliError::Message(format!("cannot enter network namespace {ns}: {e}")))?;
     }
     let token = |path: &Option<PathBuf>| -> Result<Option<Vec<u8>>, CliError> {
         path.as_deref().map(meshwork::bundle::read_token).transpose().map_err(|e| CliError::Message(e.to_string()))

@@ -101,9 +101,14 @@ fn converge(
                 .into(),
         ));
     }
-    let cx = Context { desired: t.desired.as_ref(), observed: &refreshed.observed, applied: refreshed.applied.as_ref() };
+    let cx =
+        Context { desired: t.desired.as_ref(), observed: &refreshed.observed, applied: refreshed.applied.as_ref() };
     print!("{}", render::text(&refreshed.plan, &cx));
     let previous_source = std::fs::read_to_string(layout.applied_source()).ok();
+    // A confirmation counts only for this apply: one may come while it is still applying.
+    if options.try_seconds.is_some() {
+        let _ = std::fs::remove_file(layout.confirm());
+    }
     if refreshed.plan.is_empty() && refreshed.applied.is_some() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -144,7 +149,11 @@ fn converge(
             let previous = match previous_source {
                 Some(text) => {
                     let source = SourceFile::new(layout.applied_source().display().to_string(), text);
-                    Target { desired: Some(desired_from_source(source.clone(), host)?), source: Some(source), saved: None }
+                    Target {
+                        desired: Some(desired_from_source(source.clone(), host)?),
+                        source: Some(source),
+                        saved: None,
+                    }
                 }
                 None => Target { source: None, desired: None, saved: None },
             };
@@ -177,7 +186,6 @@ fn ask(controller: &str, verb: &str) -> Result<(), CliError> {
 /// Enter on a terminal, or the confirm file written by `apply --confirm`.
 fn wait_for_confirmation(host: &HostArgs, seconds: u64) -> Result<bool, CliError> {
     let path = host.layout().confirm();
-    let _ = std::fs::remove_file(&path);
     println!(
         "\nKeep this change? Press Enter, or run `meshwork apply --confirm --controller {}`, within {seconds} s.",
         host.controller

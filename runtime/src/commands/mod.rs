@@ -1,3 +1,5 @@
+pub mod agent;
+pub mod apply;
 pub mod build;
 pub mod check;
 pub mod clientpack;
@@ -5,9 +7,7 @@ pub mod codes;
 pub mod diff;
 pub mod explain;
 pub mod graph;
+pub mod host;
 pub mod keys;
 pub mod keys_transfer;
-pub mod apply;
-pub mod host;
 pub mod plan;
-pub mod agent;

@@ -42,7 +42,11 @@ pub fn run(
         };
         saved.save(out).map_err(io_error(&format!("cannot write {}", out.display())))?;
         if format == OutputFormat::Text {
-            println!("\nSaved the plan to {}; `meshwork apply {}` performs exactly these actions.", out.display(), out.display());
+            println!(
+                "\nSaved the plan to {}; `meshwork apply {}` performs exactly these actions.",
+                out.display(),
+                out.display()
+            );
         }
     }
     Ok(if detailed_exitcode && !plan.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS })

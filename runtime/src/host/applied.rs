@@ -32,7 +32,10 @@ impl Applied {
     pub fn load(path: &Path) -> io::Result<Option<Applied>> {
         match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a meshwork state record: {e}", path.display()))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is not a meshwork state record: {e}", path.display()),
+                )
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),

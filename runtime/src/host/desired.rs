@@ -68,8 +68,7 @@ impl Desired {
             DesiredError::NoController(controller.to_string(), names.join(", "))
         })?;
         let ca_fingerprint = keyset.ca_fingerprint();
-        let checksum =
-            artifacts::checksum(net, &BuildOptions { ca_fingerprint: Some(ca_fingerprint.clone()) });
+        let checksum = artifacts::checksum(net, &BuildOptions { ca_fingerprint: Some(ca_fingerprint.clone()) });
         let renderer = nftables::Renderer::new(net);
         let nft_json = renderer.json(net, c);
         let nft_text = renderer.text(net, c);
@@ -96,9 +95,8 @@ impl Desired {
 fn files(net: &Network, c: &ControllerNet, keyset: &Keyset) -> Result<BTreeMap<String, DesiredFile>, DesiredError> {
     let plain = |content: String| DesiredFile { content: content.into_bytes(), mode: 0o644, secret: false };
     let secret = |content: String| DesiredFile { content: content.into_bytes(), mode: 0o600, secret: true };
-    let keys = |what: &str, r: crate::keys::Result<String>| {
-        r.map_err(|e| DesiredError::Keys(what.to_string(), e.to_string()))
-    };
+    let keys =
+        |what: &str, r: crate::keys::Result<String>| r.map_err(|e| DesiredError::Keys(what.to_string(), e.to_string()));
     let mut out = BTreeMap::new();
     for (name, content) in openvpn::configs(net, c) {
         out.insert(name, plain(content));
@@ -139,13 +137,18 @@ fn process_digest(d: &Desired, config: &str, cn: &str) -> String {
 fn resources(c: &ControllerNet, d: &Desired) -> Vec<Resource> {
     let mut out = Vec::new();
     out.push(
-        Resource::new(Kind::Sysctl, IP_FORWARD, Spec::Sysctl { netns: None, key: IP_FORWARD.into(), value: "1".into() })
-            .attr("value", "1"),
+        Resource::new(
+            Kind::Sysctl,
+            IP_FORWARD,
+            Spec::Sysctl { netns: None, key: IP_FORWARD.into(), value: "1".into() },
+        )
+        .attr("value", "1"),
     );
     for (path, f) in &d.files {
-        let mut r = Resource::new(Kind::File, path.clone(), Spec::File { path: path.clone(), mode: f.mode, secret: f.secret })
-            .attr("mode", format!("{:04o}", f.mode))
-            .attr("sha256", digest(&f.content));
+        let mut r =
+            Resource::new(Kind::File, path.clone(), Spec::File { path: path.clone(), mode: f.mode, secret: f.secret })
+                .attr("mode", format!("{:04o}", f.mode))
+                .attr("sha256", digest(&f.content));
         if f.secret {
             r = r.attr("sensitive", "true");
         }
@@ -164,7 +167,11 @@ fn resources(c: &ControllerNet, d: &Desired) -> Vec<Resource> {
     let Some(set) = &c.engines else { return out };
     let prefix = set.subnet.prefix_len();
     let bridge_net = Ipv4Net::new(set.bridge_ip, prefix).expect("prefix from a valid subnet");
-    out.push(Resource::new(Kind::Link, PLUGIN_BRIDGE, Spec::Bridge { name: PLUGIN_BRIDGE.into() }).attr("kind", "bridge").attr("state", "up"));
+    out.push(
+        Resource::new(Kind::Link, PLUGIN_BRIDGE, Spec::Bridge { name: PLUGIN_BRIDGE.into() })
+            .attr("kind", "bridge")
+            .attr("state", "up"),
+    );
     out.push(address(None, PLUGIN_BRIDGE, bridge_net));
     for e in &set.engines {
         let ns = openvpn::engine_netns(&e.name);
@@ -174,7 +181,12 @@ fn resources(c: &ControllerNet, d: &Desired) -> Vec<Resource> {
             Resource::new(
                 Kind::Link,
                 veth.clone(),
-                Spec::Veth { name: veth.clone(), master: PLUGIN_BRIDGE.into(), peer: ENGINE_LINK.into(), peer_netns: ns.clone() },
+                Spec::Veth {
+                    name: veth.clone(),
+                    master: PLUGIN_BRIDGE.into(),
+                    peer: ENGINE_LINK.into(),
+                    peer_netns: ns.clone(),
+                },
             )
             .attr("kind", "veth")
             .attr("master", PLUGIN_BRIDGE)
@@ -182,9 +194,13 @@ fn resources(c: &ControllerNet, d: &Desired) -> Vec<Resource> {
             .attr("state", "up"),
         );
         out.push(
-            Resource::new(Kind::Link, format!("{ns}:{ENGINE_LINK}"), Spec::PeerLink { netns: ns.clone(), name: ENGINE_LINK.into() })
-                .attr("kind", "veth")
-                .attr("state", "up"),
+            Resource::new(
+                Kind::Link,
+                format!("{ns}:{ENGINE_LINK}"),
+                Spec::PeerLink { netns: ns.clone(), name: ENGINE_LINK.into() },
+            )
+            .attr("kind", "veth")
+            .attr("state", "up"),
         );
         out.push(address(Some(&ns), ENGINE_LINK, Ipv4Net::new(e.plugin_ip, prefix).expect("valid prefix")));
         // The engine's OpenVPN answers clients through the controller (main table); what its
@@ -217,10 +233,14 @@ fn resources(c: &ControllerNet, d: &Desired) -> Vec<Resource> {
         let unit = format!("engine-{}", e.index);
         let config = openvpn::engine_conf(e.index);
         out.push(
-            Resource::new(Kind::Process, unit.clone(), Spec::Process { unit, config: config.clone(), netns: Some(ns.clone()) })
-                .attr("config", process_digest(d, &config, &e.name))
-                .attr("netns", ns)
-                .attr("state", "running"),
+            Resource::new(
+                Kind::Process,
+                unit.clone(),
+                Spec::Process { unit, config: config.clone(), netns: Some(ns.clone()) },
+            )
+            .attr("config", process_digest(d, &config, &e.name))
+            .attr("netns", ns)
+            .attr("state", "running"),
         );
     }
     out

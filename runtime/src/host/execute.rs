@@ -87,7 +87,12 @@ impl<'a> Executor<'a> {
         let mut done = 0;
         for c in deletions {
             let spec = &c.before.as_ref().expect("a deletion has a before").spec;
-            self.delete(spec).await.map_err(|e| ExecError { action: "delete", id: c.id.clone(), message: e.to_string(), done })?;
+            self.delete(spec).await.map_err(|e| ExecError {
+                action: "delete",
+                id: c.id.clone(),
+                message: e.to_string(),
+                done,
+            })?;
             if c.action == Action::Delete {
                 done += 1;
                 report(c);
@@ -97,7 +102,12 @@ impl<'a> Executor<'a> {
             let spec = &c.after.as_ref().expect("a creation has an after").spec;
             let update = c.action == Action::Update;
             let verb = if update { "update" } else { "create" };
-            self.create(spec, update).await.map_err(|e| ExecError { action: verb, id: c.id.clone(), message: e.to_string(), done })?;
+            self.create(spec, update).await.map_err(|e| ExecError {
+                action: verb,
+                id: c.id.clone(),
+                message: e.to_string(),
+                done,
+            })?;
             done += 1;
             report(c);
         }
@@ -124,7 +134,9 @@ impl<'a> Executor<'a> {
             }
             Spec::PeerLink { netns: ns, name } => self.links.get(Some(ns)).await?.set_up(name).await,
             Spec::Link { name } => Err(io::Error::other(format!("meshwork never creates a bare link ({name})"))),
-            Spec::Address { netns: ns, link, net } => self.links.get(ns.as_deref()).await?.add_address(link, *net).await,
+            Spec::Address { netns: ns, link, net } => {
+                self.links.get(ns.as_deref()).await?.add_address(link, *net).await
+            }
             Spec::Route { netns: ns, route } => self.links.get(ns.as_deref()).await?.replace_route(route).await,
             Spec::Rule { netns: ns, rule } => {
                 let nl = self.links.get(ns.as_deref()).await?;
@@ -214,7 +226,8 @@ fn write_file(root: &Path, rel: &str, content: &[u8], mode: u32) -> io::Result<(
     let path = root.join(rel);
     let parent = path.parent().unwrap_or(root);
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
-    let tmp = parent.join(format!(".{}.meshwork-tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let tmp =
+        parent.join(format!(".{}.meshwork-tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
@@ -229,7 +242,12 @@ fn write_file(root: &Path, rel: &str, content: &[u8], mode: u32) -> io::Result<(
 /// what this apply loaded, so it stands for the desired ruleset from now on.
 /// `nft_loaded`: whether this apply loaded the desired ruleset (or found it in place); if not
 /// (a run that failed before it), the previous record of the table is kept.
-pub fn record(desired: Option<&Desired>, mut observed: Observed, previous: Option<&Applied>, nft_loaded: bool) -> Applied {
+pub fn record(
+    desired: Option<&Desired>,
+    mut observed: Observed,
+    previous: Option<&Applied>,
+    nft_loaded: bool,
+) -> Applied {
     let nft = match (desired, &observed.nft_listing) {
         _ if !nft_loaded => previous.and_then(|p| p.nft.clone()),
         (Some(d), Some(listing)) => {

@@ -38,8 +38,8 @@ impl Observed {
     /// A digest of everything observed: a saved plan is only applied to the state it was made
     /// against.
     pub fn fingerprint(&self) -> String {
-        let json = serde_json::to_vec(&(&self.resources.values().collect::<Vec<_>>(), &self.nft_listing))
-            .unwrap_or_default();
+        let json =
+            serde_json::to_vec(&(&self.resources.values().collect::<Vec<_>>(), &self.nft_listing)).unwrap_or_default();
         desired::digest(&json)
     }
 }
@@ -198,8 +198,7 @@ pub async fn observe(
         for pidfile in pidfiles.into_iter().filter(|p| p.extension().is_some_and(|e| e == "pid")) {
             let Some(unit) = pidfile.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
             if let Some(rec) = openvpn::process::status(&pidfile)? {
-                let config =
-                    if unit == "server" { "server.conf".to_string() } else { format!("{unit}.conf") };
+                let config = if unit == "server" { "server.conf".to_string() } else { format!("{unit}.conf") };
                 let mut r = Resource::new(
                     Kind::Process,
                     unit.clone(),

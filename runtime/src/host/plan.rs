@@ -110,10 +110,20 @@ pub fn plan(controller: &str, desired: Option<&Desired>, observed: &Observed, ap
     let mut changes = Vec::new();
     for (id, after) in &wanted {
         match live.get(id) {
-            None => changes.push(Change { action: Action::Create, id: id.clone(), before: None, after: Some(after.clone()) }),
+            None => changes.push(Change {
+                action: Action::Create,
+                id: id.clone(),
+                before: None,
+                after: Some(after.clone()),
+            }),
             Some(before) if before.attrs != after.attrs => {
                 let action = if needs_replace(before, after) { Action::Replace } else { Action::Update };
-                changes.push(Change { action, id: id.clone(), before: Some(before.clone()), after: Some(after.clone()) })
+                changes.push(Change {
+                    action,
+                    id: id.clone(),
+                    before: Some(before.clone()),
+                    after: Some(after.clone()),
+                })
             }
             Some(_) => {}
         }

@@ -82,23 +82,59 @@ pub struct Resource {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Spec {
-    Netns { name: String },
-    Bridge { name: String },
+    Netns {
+        name: String,
+    },
+    Bridge {
+        name: String,
+    },
     /// A veth pair: `name` on the controller, enslaved to `master`; `peer` inside `peer_netns`.
-    Veth { name: String, master: String, peer: String, peer_netns: String },
+    Veth {
+        name: String,
+        master: String,
+        peer: String,
+        peer_netns: String,
+    },
     /// The engine end of a veth pair (created with the pair; apply only sets it up).
-    PeerLink { netns: String, name: String },
+    PeerLink {
+        netns: String,
+        name: String,
+    },
     /// A link meshwork owns by its name but does not want (only ever deleted).
-    Link { name: String },
-    Address { netns: Option<String>, link: String, net: ipnet::Ipv4Net },
-    Route { netns: Option<String>, route: crate::netlink::RouteInfo },
-    Rule { netns: Option<String>, rule: crate::netlink::RuleInfo },
-    Sysctl { netns: Option<String>, key: String, value: String },
+    Link {
+        name: String,
+    },
+    Address {
+        netns: Option<String>,
+        link: String,
+        net: ipnet::Ipv4Net,
+    },
+    Route {
+        netns: Option<String>,
+        route: crate::netlink::RouteInfo,
+    },
+    Rule {
+        netns: Option<String>,
+        rule: crate::netlink::RuleInfo,
+    },
+    Sysctl {
+        netns: Option<String>,
+        key: String,
+        value: String,
+    },
     /// A file under the controller's OpenVPN directory; `path` is relative to it.
-    File { path: String, mode: u32, secret: bool },
+    File {
+        path: String,
+        mode: u32,
+        secret: bool,
+    },
     Nftables,
     /// An OpenVPN process started with `--cd <openvpn dir> --config <config>`.
-    Process { unit: String, config: String, netns: Option<String> },
+    Process {
+        unit: String,
+        config: String,
+        netns: Option<String>,
+    },
 }
 
 impl Resource {

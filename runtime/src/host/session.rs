@@ -60,7 +60,8 @@ pub async fn apply(
         .and_then(|r| r.attrs.get("ruleset").cloned());
     let nft_loaded = exec.nft_loaded || (wanted_ruleset.is_some() && wanted_ruleset == live_ruleset);
     let wanted = desired.map(Desired::resource_map).unwrap_or_default();
-    let after = observe::observe(layout, controller, refreshed.applied.as_ref(), &wanted).await.map_err(ApplyError::Observe)?;
+    let after =
+        observe::observe(layout, controller, refreshed.applied.as_ref(), &wanted).await.map_err(ApplyError::Observe)?;
     if desired.is_none() && outcome.is_ok() {
         // Destroyed: nothing is left to compare with.
         for path in [layout.applied(), layout.applied_source()] {

@@ -1,0 +1,300 @@
+//! Issue 4, items 2-4 beyond the end-to-end test: saved plans refused once the host changed,
+//! the apply lock naming its holder, `apply --try` rolling back unless confirmed, the agent
+//! converging to an edited topology file, and `keys fetch` from a running agent.
+//!
+//! Each test has its own controller name (so its engine namespaces `mw-<name>-e<k>` are its
+//! own) and its own `mwt-*-<pid>` namespaces, all deleted by name at the end.
+
+mod support;
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+fn topology(controller: &str, engines: u32) -> String {
+    format!(
+        r#"topology "drill"
+overlay "100.127.255.192/26"
+controller "{controller}" id=1 {{
+    address "192.0.2.10"
+    engines {engines} subnet="198.51.100.0/28"
+}}
+client "a"
+client "b"
+firewall policy="drop" {{
+    allow from="overlay" to="overlay" proto="icmp"
+}}
+"#
+    )
+}
+
+struct Host {
+    lab: Lab,
+    name: String,
+    file: PathBuf,
+    state: PathBuf,
+    netns: String,
+}
+
+impl Host {
+    /// A controller namespace whose eth0 (192.0.2.10) is one end of a veth pair; the other
+    /// end, 192.0.2.1, is in a second namespace `outside` for things that talk to it.
+    fn new(name: &str, engines: u32) -> Host {
+        let mut lab = Lab::new(name);
+        for k in 1..=3 {
+            lab.forget_netns_on_drop(&format!("mw-{name}-e{k}"));
+        }
+        let netns = lab.netns(name);
+        let outside = lab.netns(&format!("{name}-out"));
+        run("ip", &["-n", &netns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &outside]);
+        for (ns, addr) in [(&netns, "192.0.2.10/24"), (&outside, "192.0.2.1/24")] {
+            run("ip", &["-n", ns, "addr", "add", addr, "dev", "eth0"]);
+            run("ip", &["-n", ns, "link", "set", "eth0", "up"]);
+        }
+        let file = lab.path("drill.kdl");
+        fs::write(&file, topology(name, engines)).unwrap();
+        let state = lab.path("state");
+        meshwork_ok(&["keys", "init", file.to_str().unwrap(), "--state-dir", state.to_str().unwrap()], 0);
+        Host { lab, name: name.to_string(), file, state, netns }
+    }
+
+    fn outside(&self) -> String {
+        format!("mwt-{}-out-{}", self.name, std::process::id())
+    }
+
+    fn args(&self, verb: &str, target: Option<&str>, extra: &[&str]) -> Vec<String> {
+        let mut v = vec![verb.to_string()];
+        v.extend(target.map(str::to_string));
+        for a in ["--controller", &self.name, "--netns", &self.netns, "--state-dir", self.state.to_str().unwrap()] {
+            v.push(a.to_string());
+        }
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    }
+
+    fn run(&self, verb: &str, target: Option<&str>, extra: &[&str]) -> std::process::Output {
+        let args = self.args(verb, target, extra);
+        meshwork(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn file(&self) -> &str {
+        self.file.to_str().unwrap()
+    }
+
+    fn engines(&self) -> Vec<String> {
+        let prefix = format!("mw-{}-e", self.name);
+        let mut v: Vec<String> = fs::read_dir("/run/netns")
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.retain(|n| n.starts_with(&prefix));
+        v.sort();
+        v
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        let run = self.state.join(format!("controllers/{}/openvpn/run", self.name));
+        let mut out = Vec::new();
+        for e in fs::read_dir(run).into_iter().flatten().flatten() {
+            if let Ok(text) = fs::read_to_string(e.path())
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(pid) = v["pid"].as_u64()
+            {
+                out.push(pid as u32);
+            }
+        }
+        out
+    }
+
+    fn destroy(&mut self) {
+        for pid in self.pids() {
+            self.lab.kill_on_drop(pid);
+        }
+        let out = self.run("destroy", None, &["--auto-approve"]);
+        assert!(out.status.success(), "destroy: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(self.engines().is_empty());
+    }
+}
+
+impl Drop for Host {
+    /// OpenVPN processes meshwork started and the test did not get to destroy: by pid.
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            // SAFETY: kill(2) on a pid from this test's own state directory.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn a_saved_plan_is_refused_once_the_host_changed() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("sp", 1);
+    let plan = h.lab.path("first.plan");
+    let out = h.run("plan", Some(h.file()), &["-o", plan.to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(fs::metadata(&plan).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!fs::read_to_string(&plan).unwrap().contains("PRIVATE KEY"), "a saved plan holds no secrets");
+    // A saved plan is applied without asking, even off a terminal.
+    let out = h.run("apply", Some(plan.to_str().unwrap()), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(h.engines(), [format!("mw-{}-e1", h.name)]);
+
+    // A second plan, then a change by hand: the plan no longer describes the host.
+    fs::write(&h.file, topology("sp", 2)).unwrap();
+    meshwork_ok(&["keys", "sync", h.file(), "--state-dir", h.state.to_str().unwrap()], 0);
+    let second = h.lab.path("second.plan");
+    let out = h.run("plan", Some(h.file()), &["-o", second.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    run("ip", &["-n", &h.netns, "link", "set", "mw-e1", "down"]);
+    let out = h.run("apply", Some(second.to_str().unwrap()), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("the host changed since this plan was made"), "{}", text(&out));
+    assert_eq!(h.engines().len(), 1, "a refused plan changes nothing");
+    // A fresh plan shows the hand-made change as drift and repairs it.
+    let out = h.run("plan", Some(h.file()), &[]);
+    let shown = text(&out);
+    assert!(shown.contains("Changed outside meshwork") && shown.contains("~ link mw-e1"), "{shown}");
+    h.destroy();
+}
+
+#[test]
+fn the_lock_stops_a_second_apply_and_names_its_holder() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("lk", 1);
+    let lock = h.state.join("controllers/lk/lock");
+    fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    fs::write(&lock, "pid 4242 (meshwork apply) since 2026-11-21T00:00:00Z\n").unwrap();
+    let held = fs::OpenOptions::new().read(true).write(true).open(&lock).unwrap();
+    // SAFETY: flock on a descriptor we own, as another meshwork would hold it.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("another meshwork holds the lock on controller lk: pid 4242 (meshwork apply)"),
+        "{}",
+        text(&out)
+    );
+    assert!(h.engines().is_empty(), "nothing was done");
+    drop(held);
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    h.destroy();
+}
+
+#[test]
+fn apply_try_rolls_back_unless_confirmed() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("tr", 1);
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    fs::write(&h.file, topology("tr", 2)).unwrap();
+    meshwork_ok(&["keys", "sync", h.file(), "--state-dir", h.state.to_str().unwrap()], 0);
+
+    // Not confirmed: two engines for two seconds, then back to one.
+    let out = h.run("apply", Some(h.file()), &["--auto-approve", "--try", "2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("rolling back"), "{}", text(&out));
+    assert_eq!(h.engines(), ["mw-tr-e1"], "rolled back to one engine");
+    let out = h.run("plan", Some(h.file()), &["--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "the new topology is not applied:\n{}", text(&out));
+
+    // Confirmed from another process: kept.
+    let args = h.args("apply", Some(h.file()), &["--auto-approve", "--try", "30"]);
+    let child = Command::new(env!("CARGO_BIN_EXE_meshwork"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the second engine", Duration::from_secs(20), || (h.engines().len() == 2).then_some(()));
+    // The lock is held during the try window.
+    let busy = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(text(&busy).contains("holds the lock"), "{}", text(&busy));
+    let ok = h.run("apply", None, &["--confirm"]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Confirmed: keeping the change."));
+    assert_eq!(h.engines(), ["mw-tr-e1", "mw-tr-e2"]);
+    h.destroy();
+}
+
+#[test]
+fn the_agent_follows_the_file_and_serves_the_keyset() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("ag", 1);
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let token = h.lab.path("join.token");
+    fs::write(&token, "a-join-token-long-enough-to-be-accepted\n").unwrap();
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
+    let args =
+        h.args("agent", Some(h.file()), &["--listen", "192.0.2.10:7443", "--join-token-file", token.to_str().unwrap()]);
+    let err = h.lab.path("agent.err");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshwork"));
+    cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(fs::File::create(&err).unwrap());
+    let agent = h.lab.spawn("agent", &mut cmd, Some(err.clone()));
+
+    // keys fetch from the agent, as a second controller would, from the other namespace.
+    let fetched = h.lab.path("fetched");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &h.outside(), env!("CARGO_BIN_EXE_meshwork"), "keys", "fetch"])
+        .args(["--from", "https://192.0.2.10:7443", "--token-file", token.to_str().unwrap(), "--state-dir"])
+        .arg(&fetched)
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    let ours = fs::read(h.state.join("keyset/ca.crt")).unwrap();
+    if out.status.success() {
+        assert_eq!(fs::read(fetched.join("keyset/ca.crt")).unwrap(), ours, "the same CA");
+        assert!(!shown.contains("PRIVATE KEY"));
+    } else {
+        // The agent may still be starting: try again once it listens.
+        std::thread::sleep(Duration::from_secs(2));
+        let _ = fs::remove_dir_all(&fetched);
+        let again = Command::new("ip")
+            .args(["netns", "exec", &h.outside(), env!("CARGO_BIN_EXE_meshwork"), "keys", "fetch"])
+            .args(["--from", "https://192.0.2.10:7443", "--token-file", token.to_str().unwrap(), "--state-dir"])
+            .arg(&fetched)
+            .output()
+            .unwrap();
+        assert!(again.status.success(), "keys fetch: {shown}\n{}", text(&again));
+        assert_eq!(fs::read(fetched.join("keyset/ca.crt")).unwrap(), ours, "the same CA");
+    }
+
+    // An edited file: the agent converges without being asked.
+    fs::write(&h.file, topology("ag", 2)).unwrap();
+    meshwork_ok(&["keys", "sync", h.file(), "--state-dir", h.state.to_str().unwrap()], 0);
+    wait_until("the agent to add the second engine", Duration::from_secs(20), || {
+        (h.engines() == ["mw-ag-e1", "mw-ag-e2"] && h.pids().len() == 3).then_some(())
+    });
+    wait_until("nothing left to do", Duration::from_secs(10), || {
+        let out = h.run("plan", Some(h.file()), &["--detailed-exitcode"]);
+        (out.status.code() == Some(0)).then_some(())
+    });
+    // Stop the agent first: it would put back what destroy removes.
+    // SAFETY: SIGTERM to our child.
+    unsafe { libc::kill(h.lab.child(agent).id() as i32, libc::SIGTERM) };
+    let status =
+        wait_until("the agent to stop", Duration::from_secs(10), || h.lab.child(agent).try_wait().ok().flatten());
+    assert!(status.success());
+    h.destroy();
+}
