@@ -144,6 +144,12 @@ fn a_saved_plan_is_refused_once_the_host_changed() {
     let out = h.run("plan", Some(h.file()), &["-o", plan.to_str().unwrap(), "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert_eq!(fs::metadata(&plan).unwrap().permissions().mode() & 0o777, 0o600);
+    let out = h.run("plan", Some(h.file()), &["--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan --format json");
+    assert!(json["summary"]["add"].as_u64().unwrap() > 10, "{json}");
+    assert_eq!(json["summary"]["destroy"], 0);
+    let key = json["changes"].as_array().unwrap().iter().find(|c| c["name"] == "keys/sp.key").expect("the key file");
+    assert_eq!(key["after"]["sha256"], "(sensitive value)", "{key}");
     assert!(!fs::read_to_string(&plan).unwrap().contains("PRIVATE KEY"), "a saved plan holds no secrets");
     // A saved plan is applied without asking, even off a terminal.
     let out = h.run("apply", Some(plan.to_str().unwrap()), &[]);
@@ -290,7 +296,11 @@ fn the_agent_follows_the_file_and_serves_the_keyset() {
         let out = h.run("plan", Some(h.file()), &["--detailed-exitcode"]);
         (out.status.code() == Some(0)).then_some(())
     });
-    // Stop the agent first: it would put back what destroy removes.
+    // destroy refuses while the agent runs: it would put back what destroy removes.
+    let refused = h.run("destroy", None, &["--auto-approve"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused).contains("stop it first"), "{}", text(&refused));
+    assert_eq!(h.engines().len(), 2, "nothing was removed");
     // SAFETY: SIGTERM to our child.
     unsafe { libc::kill(h.lab.child(agent).id() as i32, libc::SIGTERM) };
     let status =

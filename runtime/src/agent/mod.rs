@@ -10,6 +10,14 @@ pub mod api;
 pub mod clients;
 pub mod status;
 
+/// The pid of the agent running for a controller, if one does.
+pub fn running(layout: &Layout) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(layout.agent_pid()).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let is_agent = cmdline.split(|b| *b == 0).any(|arg| arg == b"agent");
+    (is_agent && pid != std::process::id()).then_some(pid)
+}
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -160,6 +168,12 @@ impl Agent {
             api::start(addr, &self.cfg, self.status.clone(), api_shutdown.clone()).await?;
         }
 
+        let pidfile = self.layout.agent_pid();
+        if let Some(parent) = pidfile.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        std::fs::write(&pidfile, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write {}: {e}", pidfile.display()))?;
         let nl = Netlink::connect().await.map_err(|e| e.to_string())?;
         let mut tick = tokio::time::interval(TICK);
         let mut resync = tokio::time::interval(self.cfg.resync);
@@ -187,6 +201,7 @@ impl Agent {
             self.pass(&nl, full).await;
         }
         api_shutdown.notify_waiters();
+        let _ = std::fs::remove_file(&pidfile);
         eprintln!("meshwork agent: stopped; the dataplane keeps running");
         Ok(())
     }

@@ -67,6 +67,13 @@ pub fn apply(target: &Path, host: &HostArgs, options: &Options) -> Result<ExitCo
 }
 
 pub fn destroy(host: &HostArgs, auto_approve: bool) -> Result<ExitCode, CliError> {
+    if let Some(pid) = meshwork::agent::running(&host.layout()) {
+        return Err(CliError::Message(format!(
+            "an agent (pid {pid}) keeps controller {} as its topology says and would put back what destroy removes; \
+             stop it first (SIGTERM leaves the dataplane running)",
+            host.controller
+        )));
+    }
     let rt = host.enter()?;
     let options = Options { auto_approve, try_seconds: None };
     converge(&rt, host, Target { source: None, desired: None, saved: None }, &options, "destroy")

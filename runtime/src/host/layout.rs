@@ -46,6 +46,10 @@ impl Layout {
     pub fn lock(&self) -> PathBuf {
         self.root.join("lock")
     }
+    /// The running agent's pid (destroy refuses while it runs: it would put everything back).
+    pub fn agent_pid(&self) -> PathBuf {
+        self.root.join("agent.pid")
+    }
     /// Written by `apply --confirm` to keep a change made with `apply --try`.
     pub fn confirm(&self) -> PathBuf {
         self.root.join("confirm")
