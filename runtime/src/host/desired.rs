@@ -164,6 +164,18 @@ fn resources(c: &ControllerNet, d: &Desired) -> Vec<Resource> {
         .attr("config", process_digest(d, openvpn::SERVER_CONF, &c.name))
         .attr("state", "running"),
     );
+    // Peering tunnels: one point-to-point OpenVPN per neighbour in the peering graph.
+    if d.files.contains_key(&openvpn::cert_path(&openvpn::peer_cn(&c.name))) {
+        for remote in d.files.keys().filter_map(|f| f.strip_prefix("peer-")?.strip_suffix(".conf")) {
+            let unit = format!("peer-{remote}");
+            let config = openvpn::peer_conf(remote);
+            out.push(
+                Resource::new(Kind::Process, unit.clone(), Spec::Process { unit, config: config.clone(), netns: None })
+                    .attr("config", process_digest(d, &config, &openvpn::peer_cn(&c.name)))
+                    .attr("state", "running"),
+            );
+        }
+    }
     let Some(set) = &c.engines else { return out };
     let prefix = set.subnet.prefix_len();
     let bridge_net = Ipv4Net::new(set.bridge_ip, prefix).expect("prefix from a valid subnet");
