@@ -85,6 +85,21 @@ impl<'a> Executor<'a> {
         let mut creations: Vec<&Change> = plan.changes.iter().filter(|c| c.action != Action::Delete).collect();
         creations.sort_by_key(|c| stage(c));
         let mut done = 0;
+        // OpenVPN takes seconds to exit (it tells its peers first): stop them all at once.
+        let stopping: Vec<std::path::PathBuf> = deletions
+            .iter()
+            .filter_map(|c| match &c.before.as_ref()?.spec {
+                Spec::Process { unit, .. } => Some(self.layout.pidfile(unit)),
+                _ => None,
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for pidfile in &stopping {
+                s.spawn(move || {
+                    let _ = process::stop(pidfile);
+                });
+            }
+        });
         for c in deletions {
             let spec = &c.before.as_ref().expect("a deletion has a before").spec;
             self.delete(spec).await.map_err(|e| ExecError {
