@@ -97,17 +97,7 @@ impl Host {
     }
 
     fn pids(&self) -> Vec<u32> {
-        let run = self.state.join(format!("controllers/{}/openvpn/run", self.name));
-        let mut out = Vec::new();
-        for e in fs::read_dir(run).into_iter().flatten().flatten() {
-            if let Ok(text) = fs::read_to_string(e.path())
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-                && let Some(pid) = v["pid"].as_u64()
-            {
-                out.push(pid as u32);
-            }
-        }
-        out
+        meshwork_pids(&self.state)
     }
 
     fn destroy(&mut self) {
@@ -286,8 +276,11 @@ fn the_agent_follows_the_file_and_serves_the_keyset() {
         assert_eq!(fs::read(fetched.join("keyset/ca.crt")).unwrap(), ours, "the same CA");
     }
 
-    // An edited file: the agent converges without being asked.
+    // An edited file: the agent converges without being asked. The edit comes first and the
+    // `keys sync` it needs a while later, as an operator does it: the agent cannot load the
+    // file until the keyset has the new engine's certificate, and must notice when it does.
     fs::write(&h.file, topology("ag", 2)).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
     meshwork_ok(&["keys", "sync", h.file(), "--state-dir", h.state.to_str().unwrap()], 0);
     wait_until("the agent to add the second engine", Duration::from_secs(20), || {
         (h.engines() == ["mw-ag-e1", "mw-ag-e2"] && h.pids().len() == 3).then_some(())

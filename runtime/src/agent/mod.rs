@@ -81,7 +81,7 @@ struct Backoff {
 struct Loaded {
     net: Network,
     desired: Desired,
-    stamp: Option<(SystemTime, u64)>,
+    stamp: Stamp,
 }
 
 pub struct Agent {
@@ -92,9 +92,19 @@ pub struct Agent {
     backoff: BTreeMap<&'static str, Backoff>,
 }
 
-fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+/// Modification time and size of a file.
+type FileStamp = Option<(SystemTime, u64)>;
+/// What a reload depends on: the topology file, and the keyset's index (`keys sync` after an
+/// edit that adds an engine makes a topology loadable that was not before).
+type Stamp = (FileStamp, FileStamp);
+
+fn file_stamp(path: &std::path::Path) -> FileStamp {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
+}
+
+fn stamp(cfg: &AgentConfig) -> Stamp {
+    (file_stamp(&cfg.file), file_stamp(&crate::state::keyset_dir(&cfg.state_dir).join(crate::keys::store::INDEX)))
 }
 
 fn now_secs() -> f64 {
@@ -103,7 +113,7 @@ fn now_secs() -> f64 {
 
 /// Reads and compiles the topology; the error is a one-line summary (diagnostics on stderr).
 fn load(cfg: &AgentConfig) -> Result<Loaded, String> {
-    let stamp = stamp(&cfg.file);
+    let stamp = stamp(cfg);
     let text = std::fs::read_to_string(&cfg.file).map_err(|e| format!("cannot read {}: {e}", cfg.file.display()))?;
     let mut analysis = meshwork_compiler::analyze(SourceFile::new(cfg.file.display().to_string(), text));
     let Some(net) = analysis.network.take() else {
@@ -178,7 +188,7 @@ impl Agent {
         let mut tick = tokio::time::interval(TICK);
         let mut resync = tokio::time::interval(self.cfg.resync);
         eprintln!("meshwork agent: controller {} of topology {}", self.cfg.controller, self.loaded.desired.topology);
-        self.pass(&nl, true).await;
+        self.pass(&nl).await;
         loop {
             let trigger = tokio::select! {
                 _ = term.recv() => break,
@@ -188,17 +198,15 @@ impl Agent {
                 _ = resync.tick() => Trigger::Resync,
                 Some(t) = rx.recv() => t,
             };
-            let mut full = matches!(trigger, Trigger::Event | Trigger::Resync | Trigger::Reload);
             if matches!(trigger, Trigger::Event) {
                 tokio::time::sleep(DEBOUNCE).await;
                 while rx.try_recv().is_ok() {}
             }
-            let changed = stamp(&self.cfg.file) != self.loaded.stamp;
+            let changed = stamp(&self.cfg) != self.loaded.stamp;
             if matches!(trigger, Trigger::Reload) || changed {
                 self.reload();
-                full = true;
             }
-            self.pass(&nl, full).await;
+            self.pass(&nl).await;
         }
         api_shutdown.notify_waiters();
         let _ = std::fs::remove_file(&pidfile);
@@ -219,15 +227,15 @@ impl Agent {
             }
             Err(e) => {
                 eprintln!("meshwork agent: {e}");
-                self.loaded.stamp = stamp(&self.cfg.file);
+                self.loaded.stamp = stamp(&self.cfg);
                 self.with_status(|s| s.topology_error = Some(e));
             }
         }
     }
 
-    /// One pass. A tick (not `full`) is a full pass too, but cheap when nothing differs; it
-    /// is what notices a killed engine within a second.
-    async fn pass(&mut self, nl: &Netlink, _full: bool) {
+    /// One pass, whatever woke it: reading the host is cheap, and a tick is what notices a
+    /// killed engine within a second.
+    async fn pass(&mut self, nl: &Netlink) {
         let started = Instant::now();
         let result = self.reconcile().await;
         if let Err(e) = self.track_clients(nl).await {
