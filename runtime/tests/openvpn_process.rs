@@ -24,6 +24,10 @@ use meshwork::openvpn::management::{self, ConnectedClient};
 use meshwork::openvpn::process::{self, ProcessRecord, Unit};
 use sha2::{Digest, Sha256};
 
+mod support;
+
+use support::assemble_controller;
+
 /// A p2p OpenVPN without keys, peers or a real device: it starts and stays up.
 const IDLE_CONF: &str = "dev null\nproto udp\nlport 0\nping 1\nverb 3\n";
 const READY: &str = "Initialization Sequence Completed";
@@ -143,7 +147,7 @@ fn a_real_server_lists_its_clients_on_the_management_interface() {
     meshwork(&["build"], &topology, &state, &["-o", out.to_str().unwrap()]);
     meshwork(&["clientpack"], &topology, &state, &["good", "-o", lab.path("good.ovpn").to_str().unwrap()]);
     let controller = lab.path("east");
-    let socket = assemble_controller(&out, &state.join("keyset"), "east", &controller);
+    let socket = assemble_controller(&out, &state.join("keyset"), "east", &controller).socket;
 
     let srv = lab.netns("srv");
     let cli = lab.netns("cli");
@@ -346,41 +350,4 @@ fn meshwork(args: &[&str], file: &Path, state: &Path, extra: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The value of directive `name` in an OpenVPN config (its first argument).
-fn directive<'a>(conf: &'a str, name: &str) -> &'a str {
-    conf.lines()
-        .find_map(|l| {
-            let mut words = l.split_whitespace();
-            (words.next() == Some(name)).then(|| words.next()).flatten()
-        })
-        .unwrap_or_else(|| panic!("no `{name}` in the config:\n{conf}"))
-}
-
-/// Lays out a controller's directory from the build output and the keyset at the paths its
-/// server.conf names (config, ccd files, keys, the management socket's directory). Returns the
-/// management socket's path.
-fn assemble_controller(out: &Path, keyset: &Path, name: &str, dir: &Path) -> PathBuf {
-    let built = out.join("controllers").join(name).join("openvpn");
-    let conf = read(&built.join("server.conf"));
-    let place = |rel: &str, from: &Path| {
-        let to = dir.join(rel);
-        fs::create_dir_all(to.parent().unwrap()).unwrap();
-        fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
-    };
-    place(directive(&conf, "ca"), &keyset.join("ca.crt"));
-    place(directive(&conf, "cert"), &keyset.join(format!("issued/{name}.crt")));
-    place(directive(&conf, "key"), &keyset.join(format!("private/{name}.key")));
-    place(directive(&conf, "crl-verify"), &keyset.join("crl.pem"));
-    place(directive(&conf, "tls-crypt"), &keyset.join("tls-crypt.key"));
-    let ccd = directive(&conf, "client-config-dir");
-    for entry in fs::read_dir(built.join(ccd)).expect("the built ccd directory") {
-        let entry = entry.unwrap();
-        place(&format!("{ccd}/{}", entry.file_name().to_string_lossy()), &entry.path());
-    }
-    let socket = dir.join(directive(&conf, "management"));
-    fs::create_dir_all(socket.parent().unwrap()).unwrap();
-    fs::write(dir.join("server.conf"), conf).unwrap();
-    socket
 }

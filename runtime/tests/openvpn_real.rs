@@ -20,11 +20,14 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
+
+use support::{assemble_controller, directive, output, ping, run};
 
 /// The controller's underlay address (`address` in the topology) on the server namespace's veth.
 const SERVER_UNDERLAY: &str = "192.0.2.10/24";
@@ -93,7 +96,9 @@ fn openvpn_admits_the_topologys_client_and_refuses_revoked_and_foreign_ones() {
     let out = lab.path("out");
     meshwork(&["build"], &file, &state, &["-o", out.to_str().expect("utf-8 path")]);
     let controller = lab.path("east");
-    let server_conf = assemble_controller(&out, &keyset, "east", &controller);
+    let assembled = assemble_controller(&out, &keyset, "east", &controller);
+    assert_eq!(assembled.clients, 3, "a ccd file for every client of the topology");
+    let server_conf = assembled.conf;
 
     let good_pack = lab.path("good.ovpn");
     meshwork(&["clientpack"], &file, &state, &["good", "-o", good_pack.to_str().expect("utf-8 path")]);
@@ -325,16 +330,6 @@ fn meshwork(args: &[&str], file: &Path, state: &Path, extra: &[&str]) {
     );
 }
 
-fn run(cmd: &str, args: &[&str]) {
-    output(cmd, args);
-}
-
-fn output(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("run {cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
@@ -342,50 +337,6 @@ fn read(path: &Path) -> String {
 /// Whether one line of `text` contains every one of `parts`.
 fn has_line(text: &str, parts: &[&str]) -> bool {
     text.lines().any(|l| parts.iter().all(|p| l.contains(p)))
-}
-
-/// The value of the directive `name` in an OpenVPN config (its first argument).
-fn directive<'a>(conf: &'a str, name: &str) -> &'a str {
-    conf.lines()
-        .find_map(|l| {
-            let mut words = l.split_whitespace();
-            (words.next() == Some(name)).then(|| words.next()).flatten()
-        })
-        .unwrap_or_else(|| panic!("server.conf has no `{name}`:\n{conf}"))
-}
-
-/// Lays out a controller's directory from the build output and the keyset, at the paths its
-/// server.conf names: the config, the ccd files, the key files and the management socket's
-/// directory. Returns the config's path.
-fn assemble_controller(out: &Path, keyset: &Path, name: &str, dir: &Path) -> PathBuf {
-    let built = out.join("controllers").join(name).join("openvpn");
-    let conf = read(&built.join("server.conf"));
-    let place = |rel: &str, from: &Path| {
-        let to = dir.join(rel);
-        fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
-        fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
-    };
-    place(directive(&conf, "ca"), &keyset.join("ca.crt"));
-    place(directive(&conf, "cert"), &keyset.join(format!("issued/{name}.crt")));
-    place(directive(&conf, "key"), &keyset.join(format!("private/{name}.key")));
-    place(directive(&conf, "crl-verify"), &keyset.join("crl.pem"));
-    place(directive(&conf, "tls-crypt"), &keyset.join("tls-crypt.key"));
-
-    // The build's ccd link points at the topology-wide ccd directory; copy what it holds.
-    let ccd = directive(&conf, "client-config-dir");
-    let mut clients = 0;
-    for entry in fs::read_dir(built.join(ccd)).expect("read the built ccd directory") {
-        let entry = entry.expect("ccd entry");
-        place(&format!("{ccd}/{}", entry.file_name().to_string_lossy()), &entry.path());
-        clients += 1;
-    }
-    assert_eq!(clients, 3, "a ccd file for every client of the topology");
-
-    let socket = dir.join(directive(&conf, "management"));
-    fs::create_dir_all(socket.parent().expect("parent")).expect("mkdir run");
-    let path = dir.join("server.conf");
-    fs::write(&path, conf).expect("write server.conf");
-    path
 }
 
 /// The good client's pack with another certificate and key in its `<cert>` and `<key>` blocks
@@ -420,112 +371,4 @@ fn connected_clients(dir: &Path, conf: &Path) -> Vec<String> {
     }
     let _ = stream.write_all(b"quit\n");
     names
-}
-
-// ---------------------------------------------------------------------------------------------
-// ICMP echo from inside a namespace (no `ping` binary needed): a raw socket on a thread that
-// has joined the namespace.
-
-/// Sends `count` echo requests to `dst` from namespace `ns`, waiting up to `wait` for each
-/// reply; returns how many were answered.
-fn ping(ns: &str, dst: Ipv4Addr, count: u16, wait: Duration) -> u16 {
-    let ns = ns.to_string();
-    std::thread::spawn(move || ping_from(&ns, dst, count, wait)).join().expect("ping thread")
-}
-
-fn ping_from(ns: &str, dst: Ipv4Addr, count: u16, wait: Duration) -> u16 {
-    let handle = ["/run/netns", "/var/run/netns"]
-        .iter()
-        .find_map(|d| fs::File::open(Path::new(d).join(ns)).ok())
-        .unwrap_or_else(|| panic!("no handle for namespace {ns}"));
-    // SAFETY: moves only this thread, which ends after the ping, into the namespace.
-    let rc = unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
-    // SAFETY: plain socket(2); the descriptor is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
-    assert!(fd >= 0, "raw ICMP socket: {}", std::io::Error::last_os_error());
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let tick = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
-    // SAFETY: the option value is a timeval of the size passed.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tick as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
-    }
-    let to = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from(dst).to_be() },
-        sin_zero: [0; 8],
-    };
-    let ident = (std::process::id() & 0xffff) as u16;
-    let mut answered = 0;
-    for seq in 1..=count {
-        let request = echo_request(ident, seq);
-        // SAFETY: buffer and address are valid for the lengths passed.
-        let sent = unsafe {
-            libc::sendto(
-                sock.as_raw_fd(),
-                request.as_ptr().cast(),
-                request.len(),
-                0,
-                (&to as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            // No route (the tunnel is down): a lost request, like ping's.
-            std::thread::sleep(wait);
-            continue;
-        }
-        let deadline = Instant::now() + wait;
-        let mut buf = [0u8; 1500];
-        while Instant::now() < deadline {
-            // SAFETY: buf is valid for its length.
-            let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n <= 0 {
-                continue;
-            }
-            if is_echo_reply(&buf[..n as usize], dst, ident, seq) {
-                answered += 1;
-                break;
-            }
-        }
-    }
-    answered
-}
-
-fn echo_request(ident: u16, seq: u16) -> Vec<u8> {
-    let mut p = vec![8, 0, 0, 0];
-    p.extend_from_slice(&ident.to_be_bytes());
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(b"meshwork openvpn_real ping");
-    let sum = checksum(&p);
-    p[2..4].copy_from_slice(&sum.to_be_bytes());
-    p
-}
-
-/// An IPv4 packet from `from` carrying ICMP echo reply `ident`/`seq`.
-fn is_echo_reply(packet: &[u8], from: Ipv4Addr, ident: u16, seq: u16) -> bool {
-    let Some(&first) = packet.first() else { return false };
-    let header = usize::from(first & 0x0f) * 4;
-    if packet.len() < header + 8 || packet.len() < 20 || packet[12..16] != from.octets() {
-        return false;
-    }
-    let icmp = &packet[header..];
-    icmp[0] == 0 && icmp[4..6] == ident.to_be_bytes() && icmp[6..8] == seq.to_be_bytes()
-}
-
-/// The Internet checksum (RFC 1071).
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }

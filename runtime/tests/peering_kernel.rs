@@ -25,17 +25,9 @@ struct Pids(PathBuf);
 
 impl Drop for Pids {
     fn drop(&mut self) {
-        for c in ["east", "west"] {
-            for e in fs::read_dir(self.0.join(format!("controllers/{c}/openvpn/run"))).into_iter().flatten().flatten() {
-                if let Some(pid) = fs::read_to_string(e.path())
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                    .and_then(|v| v["pid"].as_u64())
-                {
-                    // SAFETY: kill(2) on a pid from this test's own state directory.
-                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                }
-            }
+        for pid in meshwork_pids(&self.0) {
+            // SAFETY: kill(2) on a pid from this test's own state directory.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     }
 }

@@ -10,12 +10,10 @@ use meshwork_compiler::network::{ControllerNet, PLUGIN_BRIDGE};
 
 use super::status::Location;
 use crate::host::ROUTE_PROTO_CLIENT;
+use crate::host::desired::MAIN_TABLE;
 use crate::host::layout::Layout;
 use crate::netlink::{Netlink, RouteInfo};
 use crate::openvpn::management;
-
-/// The main routing table.
-const MAIN_TABLE: u32 = 254;
 
 /// Every connected client by name, from the units in `units` (those that run).
 pub async fn learn(layout: &Layout, units: &[String]) -> BTreeMap<String, Location> {

@@ -229,6 +229,76 @@ pub fn tcp_reaches(ns: &str, addr: SocketAddr, timeout: Duration) -> bool {
     })
 }
 
+/// Pids of the OpenVPN processes meshwork started for any controller in `state` (from their
+/// pid files), for tests to kill what they did not get to destroy.
+pub fn meshwork_pids(state: &Path) -> Vec<u32> {
+    let mut out = Vec::new();
+    for controller in fs::read_dir(state.join("controllers")).into_iter().flatten().flatten() {
+        for e in fs::read_dir(controller.path().join("openvpn/run")).into_iter().flatten().flatten() {
+            if let Some(pid) = fs::read_to_string(e.path())
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["pid"].as_u64())
+            {
+                out.push(pid as u32);
+            }
+        }
+    }
+    out
+}
+
+/// The value of directive `name` in an OpenVPN config (its first argument).
+pub fn directive<'a>(conf: &'a str, name: &str) -> &'a str {
+    conf.lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(name)).then(|| words.next()).flatten()
+        })
+        .unwrap_or_else(|| panic!("no `{name}` in the config:\n{conf}"))
+}
+
+/// A controller's directory laid out by [`assemble_controller`].
+pub struct Assembled {
+    /// Its server.conf.
+    pub conf: PathBuf,
+    /// The management socket server.conf names.
+    pub socket: PathBuf,
+    /// How many ccd files were copied.
+    pub clients: usize,
+}
+
+/// Lays out a controller's directory from `meshwork build` output and the keyset at the paths
+/// its server.conf names (config, ccd files, keys, the management socket's directory).
+pub fn assemble_controller(out: &Path, keyset: &Path, name: &str, dir: &Path) -> Assembled {
+    let built = out.join("controllers").join(name).join("openvpn");
+    let conf = fs::read_to_string(built.join("server.conf")).expect("the built server.conf");
+    let place = |rel: &str, from: &Path| {
+        let to = dir.join(rel);
+        fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+    };
+    place(directive(&conf, "ca"), &keyset.join("ca.crt"));
+    place(directive(&conf, "cert"), &keyset.join(format!("issued/{name}.crt")));
+    place(directive(&conf, "key"), &keyset.join(format!("private/{name}.key")));
+    place(directive(&conf, "crl-verify"), &keyset.join("crl.pem"));
+    place(directive(&conf, "tls-crypt"), &keyset.join("tls-crypt.key"));
+
+    // The build's ccd link points at the topology-wide ccd directory; copy what it holds.
+    let ccd = directive(&conf, "client-config-dir");
+    let mut clients = 0;
+    for entry in fs::read_dir(built.join(ccd)).expect("read the built ccd directory") {
+        let entry = entry.expect("ccd entry");
+        place(&format!("{ccd}/{}", entry.file_name().to_string_lossy()), &entry.path());
+        clients += 1;
+    }
+
+    let socket = dir.join(directive(&conf, "management"));
+    fs::create_dir_all(socket.parent().expect("parent")).expect("mkdir run");
+    let path = dir.join("server.conf");
+    fs::write(&path, &conf).expect("write server.conf");
+    Assembled { conf: path, socket, clients }
+}
+
 // ---------------------------------------------------------------------------------------------
 // ICMP echo from inside a namespace (no `ping` binary needed): a raw socket on a thread that
 // has joined the namespace.
