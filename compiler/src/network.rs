@@ -12,6 +12,9 @@ use crate::peering::{self, Mesh};
 
 /// The UDP port clients connect to, on every controller and engine.
 pub const CLIENT_PORT: u16 = 1194;
+/// The TCP port of the agents' mesh API, on each controller's overlay address: peers tell each
+/// other there which clients they hold and which LANs they serve.
+pub const MESH_API_PORT: u16 = 1194;
 /// The tun device of the controller's own server (and of each engine, inside its namespace).
 pub const TUN_DEVICE: &str = "tun0";
 /// The bridge that connects the controller to its engines.

@@ -29,11 +29,11 @@ pub const KEYSET_ISSUED: &str = "issued";
 pub const KEYSET_PRIVATE: &str = "private";
 
 /// Client ping interval: the controller sees the client at least this often (seconds).
-pub const CLIENT_PING: u32 = 5;
+pub const CLIENT_PING: u32 = 2;
 /// Restart (and so fail over) after this long without a packet from the controller (seconds).
-pub const CLIENT_PING_RESTART: u32 = 20;
+pub const CLIENT_PING_RESTART: u32 = 8;
 /// Give up on an unanswering controller and try the next after this long (seconds).
-pub const SERVER_POLL_TIMEOUT: u32 = 5;
+pub const SERVER_POLL_TIMEOUT: u32 = 4;
 /// `connect-retry` base and maximum delay between attempts (seconds).
 pub const CONNECT_RETRY: (u32, u32) = (1, 5);
 

@@ -213,7 +213,27 @@ fn setns(fd: &OwnedFd, name: &str) -> io::Result<()> {
 /// `--netns NS`), before any other thread exists: threads spawned later inherit it.
 pub fn enter(name: &str) -> io::Result<()> {
     let fd = open(name)?;
-    setns(&fd, name)
+    setns(&fd, name)?;
+    let _ = ENTERED.set(name.to_string());
+    Ok(())
+}
+
+/// The namespace [`enter`] moved this process into, if any.
+static ENTERED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn entered() -> Option<&'static str> {
+    ENTERED.get().map(String::as_str)
+}
+
+/// Directory of per-namespace `/etc` files (iproute2's convention: `ip netns exec NAME` bind-mounts
+/// `/etc/netns/NAME/hosts` over `/etc/hosts`).
+pub const ETC_NETNS: &str = "/etc/netns";
+
+/// `/etc/netns/NAME/hosts`, when it exists: the hosts file processes started "in" namespace NAME
+/// should resolve names with, as under `ip netns exec`.
+pub fn hosts_file(name: &str) -> Option<PathBuf> {
+    let path = Path::new(ETC_NETNS).join(name).join("hosts");
+    path.is_file().then_some(path)
 }
 
 /// Run `f` on a new std thread inside the named namespace and return its result.

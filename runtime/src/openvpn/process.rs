@@ -101,8 +101,10 @@ pub fn start(unit: &Unit, config_sha256: &str) -> io::Result<ProcessRecord> {
     cmd.arg("--cd").arg(&unit.dir).arg("--config").arg(&unit.config);
     cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     let netns_fd = netns.as_ref().map(AsRawFd::as_raw_fd);
+    let hosts = hosts_override(unit)?;
     // SAFETY: the closure runs between fork and exec and makes only async-signal-safe system
-    // calls (setsid, setns); it allocates nothing, and errno is read into an `Os` error.
+    // calls (setsid, setns, unshare, mount); it allocates nothing (the paths are C strings made
+    // before the fork), and errno is read into an `Os` error.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() == -1 {
@@ -112,6 +114,9 @@ pub fn start(unit: &Unit, config_sha256: &str) -> io::Result<ProcessRecord> {
                 && libc::setns(fd, libc::CLONE_NEWNET) == -1
             {
                 return Err(io::Error::last_os_error());
+            }
+            if let Some((source, target)) = &hosts {
+                bind_hosts(source, target)?;
             }
             Ok(())
         });
@@ -163,6 +168,38 @@ pub fn start(unit: &Unit, config_sha256: &str) -> io::Result<ProcessRecord> {
         }
     }
     Ok(record)
+}
+
+/// The hosts file the unit resolves names with, as (source, `/etc/hosts`), when its namespace
+/// has one under `/etc/netns/`: the namespace it starts in, or else the one the CLI entered
+/// with `--netns`. This is what `ip netns exec` does, and how a lab gives the file's DNS names
+/// addresses without touching the host's `/etc/hosts`.
+fn hosts_override(unit: &Unit) -> io::Result<Option<(std::ffi::CString, std::ffi::CString)>> {
+    let Some(ns) = unit.netns.as_deref().or(crate::netns::entered()) else { return Ok(None) };
+    let Some(source) = crate::netns::hosts_file(ns) else { return Ok(None) };
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(io::Error::other);
+    Ok(Some((c(&source)?, c(Path::new("/etc/hosts"))?)))
+}
+
+/// In the child, before exec: a mount namespace of its own, not propagating back to the
+/// host's (slave), with `source` bind-mounted over `target`.
+fn bind_hosts(source: &std::ffi::CStr, target: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: plain syscalls on NUL-terminated strings that outlive the call.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let root = c"/";
+        if libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null())
+            == -1
+        {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// The record in `pidfile` if that process still runs: the pid is alive (not a zombie), its

@@ -13,7 +13,7 @@ use super::names::SetNames;
 use super::{CHAIN_FIREWALL, CHAIN_FORWARD, CHAIN_INPUT, CHAIN_PREROUTING};
 use crate::firewall::{AddrMatch, CompiledRule, PortMatch};
 use crate::model::{Action, Host, PortRange, PortSpec, Proto, Selector};
-use crate::network::{CLIENT_PORT, ControllerNet, EngineSet, Network, PLUGIN_BRIDGE, TUN_DEVICE};
+use crate::network::{CLIENT_PORT, ControllerNet, EngineSet, MESH_API_PORT, Network, PLUGIN_BRIDGE, TUN_DEVICE};
 use crate::peering::{self, PEER_PORT_BASE};
 
 /// The whole ruleset of controller `c`: the [`shared`] sets, its [`local`] base chains, then the
@@ -192,6 +192,20 @@ fn forward(net: &Network, c: &ControllerNet) -> Chain {
         rules.push(rule(
             vec![is(Key::OifName, Value::Name(PLUGIN_BRIDGE.into())), udp_dport(CLIENT_PORT), accept()],
             "engines' OpenVPN, in",
+        ));
+    }
+    if net.controllers.len() > 1 {
+        // Agents poll each other on their overlay addresses; in a partial mesh that traffic
+        // crosses intermediate controllers, whose firewall policy must not stop it.
+        let agents: Vec<Elem> = net.controllers.iter().map(|o| Elem::Addr(o.overlay_ip)).collect();
+        rules.push(rule(
+            vec![
+                is(Key::IpSaddr, Value::Set(agents.clone())),
+                is(Key::IpDaddr, Value::Set(agents)),
+                is(Key::TcpDport, Value::Elem(Elem::Port(MESH_API_PORT))),
+                accept(),
+            ],
+            "agents' mesh API",
         ));
     }
     let ifaces = overlay_interfaces(net, c);
