@@ -100,7 +100,7 @@ fn net(s: &str) -> Ipv4Net {
 }
 
 fn route(gateway: Ipv4Addr) -> RouteInfo {
-    RouteInfo { dst: net(ROUTE_DST), gateway: Some(gateway), dev: Some(BRIDGE.into()), table: TABLE, protocol: PROTO }
+    RouteInfo { dst: net(ROUTE_DST), gateway: Some(gateway), dev: Some(BRIDGE.into()), table: TABLE, protocol: PROTO, source: None }
 }
 
 #[test]
@@ -293,7 +293,7 @@ async fn links_addresses_routes_rules() {
     assert_eq!(ip_routes[0]["gateway"], "10.77.0.3");
     // A directly connected route in the main table with the same protocol.
     let direct =
-        RouteInfo { dst: net("10.2.0.0/16"), gateway: None, dev: Some(BRIDGE.into()), table: 254, protocol: PROTO };
+        RouteInfo { dst: net("10.2.0.0/16"), gateway: None, dev: Some(BRIDGE.into()), table: 254, protocol: PROTO, source: None };
     nl.replace_route(&direct).await.unwrap();
 
     // Dumps filtered by protocol and table.
@@ -303,7 +303,14 @@ async fn links_addresses_routes_rules() {
     let kernel_routes = nl.routes(Some(2), Some(254)).await.unwrap();
     assert_eq!(
         kernel_routes,
-        [RouteInfo { dst: net("10.77.0.0/24"), gateway: None, dev: Some(BRIDGE.into()), table: 254, protocol: 2 }]
+        [RouteInfo {
+            dst: net("10.77.0.0/24"),
+            gateway: None,
+            dev: Some(BRIDGE.into()),
+            table: 254,
+            protocol: 2,
+            source: Some(Ipv4Addr::new(10, 77, 0, 1))
+        }]
     );
     assert!(nl.routes(Some(PROTO + 1), None).await.unwrap().is_empty());
 

@@ -8,6 +8,8 @@
 
 pub mod api;
 pub mod clients;
+pub mod mesh;
+pub mod routes;
 pub mod status;
 
 /// The pid of the agent running for a controller, if one does.
@@ -18,23 +20,26 @@ pub fn running(layout: &Layout) -> Option<u32> {
     (is_agent && pid != std::process::id()).then_some(pid)
 }
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use meshwork_compiler::network::Network;
+use meshwork_compiler::emit::routes::RouteTable;
+use meshwork_compiler::network::MESH_API_PORT;
 use meshwork_compiler::source::SourceFile;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::host::desired::Desired;
 use crate::host::layout::Layout;
 use crate::host::lock::Lock;
 use crate::host::resource::Kind;
 use crate::host::session;
+use crate::api::client::ClientAuth;
 use crate::keys::Keyset;
+use mesh::Announcement;
 use crate::netlink::Netlink;
 use status::Status;
 
@@ -79,9 +84,14 @@ struct Backoff {
 
 /// A loaded topology: the network and what it wants on this controller.
 struct Loaded {
-    net: Network,
     desired: Desired,
     stamp: Stamp,
+    /// This controller's `routes.json`: next hops to every other controller.
+    table: RouteTable,
+    /// Fingerprint of the topology CA: peers must agree on it as on the checksum.
+    ca: String,
+    /// The other controllers and this one's peering certificate, for the mesh exchange.
+    targets: mesh::Targets,
 }
 
 pub struct Agent {
@@ -90,6 +100,14 @@ pub struct Agent {
     loaded: Loaded,
     status: Arc<Mutex<Status>>,
     backoff: BTreeMap<&'static str, Backoff>,
+    /// What peers said, filled by the poller.
+    hearing: mesh::Hearing,
+    /// Whom the poller asks; updated on reload.
+    targets: watch::Sender<mesh::Targets>,
+    /// What this controller tells its peers, served at `/v1/mesh`.
+    announcement: Arc<Mutex<Option<Announcement>>>,
+    /// Peers last seen on another checksum or CA: logged when that starts and ends.
+    disagreeing: BTreeSet<String>,
 }
 
 /// Modification time and size of a file.
@@ -124,7 +142,24 @@ fn load(cfg: &AgentConfig) -> Result<Loaded, String> {
     };
     let keyset = Keyset::open(&cfg.state_dir).map_err(|e| format!("keyset: {e}"))?;
     let desired = Desired::new(&net, &cfg.controller, &keyset).map_err(|e| e.to_string())?;
-    Ok(Loaded { net, desired, stamp })
+    let me = net.controller(&cfg.controller).ok_or_else(|| format!("no controller {:?}", cfg.controller))?;
+    let table = meshwork_compiler::emit::routes::table(&net, me);
+    let peers: Vec<(String, std::net::Ipv4Addr)> =
+        net.controllers.iter().filter(|c| c.name != me.name).map(|c| (c.name.clone(), c.overlay_ip)).collect();
+    let auth = if peers.is_empty() { None } else { Some(peer_auth(&keyset, &cfg.controller)?) };
+    let ca = keyset.ca_fingerprint();
+    Ok(Loaded { desired, stamp, table, ca, targets: mesh::Targets { peers, auth } })
+}
+
+/// This controller's peering identity, presented when it asks its peers.
+fn peer_auth(keyset: &Keyset, controller: &str) -> Result<ClientAuth, String> {
+    let cn = format!("{}{controller}", crate::api::server::PEER_CN_PREFIX);
+    let pem = |r: crate::keys::Result<String>| r.map_err(|e| format!("keyset: {e}"));
+    Ok(ClientAuth::Certificate {
+        ca_pem: pem(keyset.ca_pem())?,
+        cert_pem: pem(keyset.cert_pem(&cn))?,
+        key_pem: pem(keyset.key_pem(&cn))?,
+    })
 }
 
 impl Agent {
@@ -137,7 +172,18 @@ impl Agent {
             checksum: loaded.desired.checksum.clone(),
             ..Status::default()
         };
-        Ok(Agent { cfg, layout, loaded, status: Arc::new(Mutex::new(status)), backoff: BTreeMap::new() })
+        let (targets, _) = watch::channel(loaded.targets.clone());
+        Ok(Agent {
+            cfg,
+            layout,
+            loaded,
+            status: Arc::new(Mutex::new(status)),
+            backoff: BTreeMap::new(),
+            hearing: Arc::default(),
+            targets,
+            announcement: Arc::default(),
+            disagreeing: BTreeSet::new(),
+        })
     }
 
     pub fn status(&self) -> Arc<Mutex<Status>> {
@@ -175,7 +221,17 @@ impl Agent {
 
         let api_shutdown = Arc::new(tokio::sync::Notify::new());
         if let Some(addr) = self.cfg.listen {
-            api::start(addr, &self.cfg, self.status.clone(), api_shutdown.clone()).await?;
+            let listener = api::bind(addr, false)?;
+            api::start(listener, &self.cfg, self.status.clone(), self.announcement.clone(), api_shutdown.clone())
+                .await?;
+        }
+        if !self.loaded.targets.peers.is_empty() {
+            // Peers ask this agent at its overlay address, through the tunnels.
+            let me = self.loaded.table.local.overlay_ip;
+            let listener = api::bind(SocketAddr::from((me, MESH_API_PORT)), true)?;
+            api::start(listener, &self.cfg, self.status.clone(), self.announcement.clone(), api_shutdown.clone())
+                .await?;
+            mesh::spawn_poller(self.targets.subscribe(), self.hearing.clone());
         }
 
         let pidfile = self.layout.agent_pid();
@@ -223,6 +279,7 @@ impl Agent {
                     s.checksum = loaded.desired.checksum.clone();
                     s.topology_error = None;
                 });
+                self.targets.send_replace(loaded.targets.clone());
                 self.loaded = loaded;
             }
             Err(e) => {
@@ -238,9 +295,10 @@ impl Agent {
     async fn pass(&mut self, nl: &Netlink) {
         let started = Instant::now();
         let result = self.reconcile().await;
-        if let Err(e) = self.track_clients(nl).await {
-            eprintln!("meshwork agent: client routes: {e}");
+        if let Err(e) = self.track_routes(nl).await {
+            eprintln!("meshwork agent: routes: {e}");
         }
+        self.write_status();
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.with_status(|s| {
             s.reconciles += 1;
@@ -319,19 +377,80 @@ impl Agent {
         }
     }
 
-    async fn track_clients(&self, nl: &Netlink) -> std::io::Result<()> {
+    /// Learns where local clients sit, tells peers (the announcement), weighs what peers said
+    /// and makes the agent's routes match.
+    async fn track_routes(&mut self, nl: &Netlink) -> std::io::Result<()> {
         let running: Vec<String> = {
             let s = self.status.lock().unwrap_or_else(|e| e.into_inner());
             s.units.iter().filter(|(_, up)| **up).map(|(u, _)| u.clone()).collect()
         };
         let located = clients::learn(&self.layout, &running).await;
-        let Some(controller) = self.loaded.net.controller(&self.cfg.controller) else { return Ok(()) };
-        let wanted = clients::wanted_routes(controller, &located);
-        let (added, removed) = clients::sync_routes(nl, &wanted).await?;
+        let loaded = &self.loaded;
+        let announcement = Announcement {
+            controller: self.cfg.controller.clone(),
+            topology: loaded.desired.topology.clone(),
+            checksum: loaded.desired.checksum.clone(),
+            ca: loaded.ca.clone(),
+            lans: loaded.table.local.lans.clone(),
+            clients: located
+                .iter()
+                .filter_map(|(name, loc)| {
+                    let held = mesh::Held { address: loc.address?, unit: loc.unit.clone(), since: loc.since? };
+                    Some((name.clone(), held))
+                })
+                .collect(),
+        };
+        *self.announcement.lock().unwrap_or_else(|e| e.into_inner()) = Some(announcement);
+
+        let heard = self.hearing.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (peers, believed) =
+            mesh::assess(&loaded.targets.peers, &heard, &loaded.desired.checksum, &loaded.ca, Instant::now());
+        self.note_disagreements(&peers);
+        let tunnels = routes::tunnels_up(nl).await?;
+        let wanted = routes::wanted(&self.loaded.table, &located, &believed, &tunnels);
+        let (added, removed) = routes::sync(nl, &wanted).await?;
         if added + removed > 0 {
-            eprintln!("meshwork agent: client routes: {added} added, {removed} removed");
+            eprintln!("meshwork agent: routes: {added} added, {removed} removed");
         }
-        self.with_status(|s| s.clients = located);
+        let remote: BTreeMap<String, String> = believed
+            .iter()
+            .flat_map(|(peer, a)| a.clients.keys().map(move |c| (c.clone(), peer.clone())))
+            .filter(|(c, _)| !located.contains_key(c))
+            .collect();
+        self.with_status(|s| {
+            s.clients = located;
+            s.remote_clients = remote;
+            s.peers = peers;
+            s.agent_routes = wanted.len();
+        });
         Ok(())
+    }
+
+    /// Logs a peer that starts or stops disagreeing on the checksum or the CA.
+    fn note_disagreements(&mut self, peers: &BTreeMap<String, mesh::PeerStatus>) {
+        for (name, p) in peers {
+            let disagrees = p.agrees == Some(false);
+            if disagrees && self.disagreeing.insert(name.clone()) {
+                eprintln!(
+                    "meshwork agent: peer {name} runs topology checksum {} (this controller: {}) or another CA; \
+                     its routes are not taken",
+                    p.checksum.as_deref().unwrap_or("?"),
+                    self.loaded.desired.checksum
+                );
+            } else if !disagrees && p.agrees.is_some() && self.disagreeing.remove(name) {
+                eprintln!("meshwork agent: peer {name} agrees again (checksum {})", self.loaded.desired.checksum);
+            }
+        }
+    }
+
+    /// `status.json` next to the controller's state, for local tools (`meshwork lab status`).
+    fn write_status(&self) {
+        let json = self.status.lock().unwrap_or_else(|e| e.into_inner()).json();
+        let path = self.layout.status_file();
+        let tmp = path.with_extension("json.tmp");
+        let body = serde_json::to_vec_pretty(&json).unwrap_or_default();
+        if std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
 }

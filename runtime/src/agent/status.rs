@@ -11,6 +11,9 @@ pub struct Location {
     /// `server` or `engine-<k>`.
     pub unit: String,
     pub address: Option<std::net::Ipv4Addr>,
+    /// When the client connected there (seconds since the epoch, OpenVPN's "Connected Since"):
+    /// when two controllers claim a client, the newer connection wins.
+    pub since: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -38,6 +41,12 @@ pub struct Status {
     pub units: BTreeMap<String, bool>,
     /// Client name -> where it sits.
     pub clients: BTreeMap<String, Location>,
+    /// Clients on other controllers, as believed peers tell: client name -> controller.
+    pub remote_clients: BTreeMap<String, String>,
+    /// Every other controller: heard or silent, agreeing on the checksum or not.
+    pub peers: BTreeMap<String, super::mesh::PeerStatus>,
+    /// Routes the agent keeps (protocol 78): clients', peers' LANs and overlay addresses.
+    pub agent_routes: usize,
     /// Subsystems in backoff after an error: name -> (error, seconds until the next try).
     pub backoff: BTreeMap<String, String>,
 }
@@ -99,6 +108,31 @@ impl Status {
         for (unit, n) in per_unit {
             let _ = writeln!(out, "meshwork_clients{{unit=\"{unit}\"}} {n}");
         }
+        if !self.peers.is_empty() {
+            let _ = writeln!(out, "# HELP meshwork_peer_up Whether a peer controller answered within the silence limit.");
+            let _ = writeln!(out, "# TYPE meshwork_peer_up gauge");
+            for (peer, p) in &self.peers {
+                let _ = writeln!(out, "meshwork_peer_up{{peer=\"{peer}\"}} {}", u8::from(p.live));
+            }
+            let _ = writeln!(
+                out,
+                "# HELP meshwork_peer_checksum_match Whether a peer runs the same topology checksum and CA (1), another (0); absent until heard."
+            );
+            let _ = writeln!(out, "# TYPE meshwork_peer_checksum_match gauge");
+            for (peer, p) in &self.peers {
+                if let Some(agrees) = p.agrees {
+                    let _ = writeln!(out, "meshwork_peer_checksum_match{{peer=\"{peer}\"}} {}", u8::from(agrees));
+                }
+            }
+            let _ = writeln!(out, "# HELP meshwork_peer_clients Clients a peer says it holds.");
+            let _ = writeln!(out, "# TYPE meshwork_peer_clients gauge");
+            for (peer, p) in &self.peers {
+                let _ = writeln!(out, "meshwork_peer_clients{{peer=\"{peer}\"}} {}", p.clients);
+            }
+        }
+        let _ = writeln!(out, "# HELP meshwork_agent_routes Routes the agent keeps (protocol 78).");
+        let _ = writeln!(out, "# TYPE meshwork_agent_routes gauge");
+        let _ = writeln!(out, "meshwork_agent_routes {}", self.agent_routes);
         out
     }
 }

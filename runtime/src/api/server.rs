@@ -81,6 +81,11 @@ pub trait ApiSource: Send + Sync + 'static {
     /// The keyset sealed under `token` (the agent uses `bundle::export`); the error is shown to
     /// the (authenticated) caller, so it must hold no secret.
     fn keyset_bundle(&self, token: &[u8]) -> Result<Vec<u8>, String>;
+    /// What this controller tells its peers (`/v1/mesh`): the clients it holds and the LANs
+    /// it serves. Only peer certificates (`peer-<controller>`) may read it. `None`: not served.
+    fn mesh(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// What the server needs: TLS material from the topology keyset and the tokens. Its `Debug`
@@ -205,6 +210,8 @@ struct Conn {
     shared: Arc<Shared>,
     /// The client presented a certificate, and rustls verified it against the topology CA.
     client_cert: bool,
+    /// That certificate's common name.
+    client_cn: Option<String>,
     exporter: Option<[u8; EXPORTER_LEN]>,
 }
 
@@ -225,6 +232,7 @@ async fn connection(
     let conn = Arc::new(Conn {
         shared,
         client_cert: session.peer_certificates().is_some_and(|c| !c.is_empty()),
+        client_cn: session.peer_certificates().and_then(|c| c.first()).and_then(|c| common_name(c.as_ref())),
         exporter: session.export_keying_material([0u8; EXPORTER_LEN], EXPORTER_LABEL, None).ok(),
     });
     let service = service_fn(move |req| {
@@ -251,6 +259,18 @@ enum Route {
     Status,
     Metrics,
     Keyset,
+    Mesh,
+}
+
+/// Path of the peers' exchange: which clients a controller holds, which LANs it serves.
+pub const MESH_PATH: &str = "/v1/mesh";
+/// Common names of the certificates controllers use towards each other: `peer-<controller>`.
+pub const PEER_CN_PREFIX: &str = "peer-";
+
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    Some(cn)
 }
 
 /// The `Authorization` header, split into scheme and credentials.
@@ -288,7 +308,8 @@ async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Full<Bytes>
         "/status" => Route::Status,
         "/metrics" => Route::Metrics,
         KEYSET_PATH => Route::Keyset,
-        _ => return text(StatusCode::NOT_FOUND, "not found: the API serves /status, /metrics and /v1/keyset"),
+        MESH_PATH => Route::Mesh,
+        _ => return text(StatusCode::NOT_FOUND, "not found: the API serves /status, /metrics, /v1/keyset and /v1/mesh"),
     };
     if req.method() != Method::GET {
         let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use GET");
@@ -299,6 +320,9 @@ async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Full<Bytes>
     let auth = authorization(&req);
     if route == Route::Keyset {
         return keyset(&conn, auth).await;
+    }
+    if route == Route::Mesh {
+        return mesh(&conn);
     }
 
     if !conn.client_cert {
@@ -328,6 +352,21 @@ async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Full<Bytes>
             respond(StatusCode::OK, CONTENT_TYPE_JSON, body)
         }
         _ => respond(StatusCode::OK, CONTENT_TYPE_METRICS, metrics(shared).into_bytes()),
+    }
+}
+
+/// `/v1/mesh`: for peers only, told apart by their certificate's name.
+fn mesh(conn: &Conn) -> Response<Full<Bytes>> {
+    if !conn.client_cn.as_deref().is_some_and(|cn| cn.starts_with(PEER_CN_PREFIX)) {
+        return text(StatusCode::FORBIDDEN, "forbidden: /v1/mesh is for peer controllers' certificates");
+    }
+    match conn.shared.source.mesh() {
+        Some(value) => {
+            let mut body = serde_json::to_vec(&value).unwrap_or_else(|_| b"null".to_vec());
+            body.push(b'\n');
+            respond(StatusCode::OK, CONTENT_TYPE_JSON, body)
+        }
+        None => text(StatusCode::NOT_FOUND, "not found: this agent takes part in no mesh"),
     }
 }
 

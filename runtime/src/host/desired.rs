@@ -225,6 +225,7 @@ fn resources(c: &ControllerNet, d: &Desired) -> Vec<Resource> {
                 dev: Some(ENGINE_LINK.into()),
                 table,
                 protocol: ROUTE_PROTO_STATIC,
+                source: None,
             };
             out.push(route_resource(Some(&ns), route));
         }

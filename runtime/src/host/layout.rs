@@ -47,6 +47,10 @@ impl Layout {
         self.root.join("lock")
     }
     /// The running agent's pid (destroy refuses while it runs: it would put everything back).
+    /// The agent's `/status`, rewritten after every pass.
+    pub fn status_file(&self) -> PathBuf {
+        self.root.join("status.json")
+    }
     pub fn agent_pid(&self) -> PathBuf {
         self.root.join("agent.pid")
     }

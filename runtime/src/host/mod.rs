@@ -21,7 +21,7 @@ pub mod session;
 pub const ROUTE_PROTO_STATIC: u8 = 77;
 /// Route protocol number of the /32 routes the agent learns for clients sitting on engines.
 /// Apart from the static ones, since the plan leaves these to the agent.
-pub const ROUTE_PROTO_CLIENT: u8 = 78;
+pub const ROUTE_PROTO_AGENT: u8 = 78;
 /// Routing table an engine's namespace uses for what arrives from its tun device: everything
 /// goes to the controller, so the controller's forward chain is the single enforcement point.
 pub const ENGINE_TABLE: u32 = 1194;

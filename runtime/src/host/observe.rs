@@ -15,7 +15,7 @@ use super::applied::Applied;
 use super::desired::{self, NFT_TABLE};
 use super::layout::Layout;
 use super::resource::{Kind, Resource, ResourceMap, Spec, by_id};
-use super::{ENGINE_LINK, ENGINE_TABLE, ROUTE_PROTO_CLIENT, ROUTE_PROTO_STATIC};
+use super::{ENGINE_LINK, ENGINE_TABLE, ROUTE_PROTO_AGENT, ROUTE_PROTO_STATIC};
 use crate::netlink::{Netlink, RouteInfo};
 use crate::{netns, nft, openvpn};
 
@@ -138,7 +138,7 @@ pub async fn observe(
     for route in nl.routes(Some(ROUTE_PROTO_STATIC), None).await? {
         out.push(desired::route_resource(None, route));
     }
-    let client_routes = nl.routes(Some(ROUTE_PROTO_CLIENT), None).await?;
+    let client_routes = nl.routes(Some(ROUTE_PROTO_AGENT), None).await?;
 
     // Sysctls: only the ones the topology sets (meshwork does not own the others).
     for r in wanted.values() {

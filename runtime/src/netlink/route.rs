@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Netlink, errno};
 
-/// An IPv4 unicast route: `DST [via GATEWAY] [dev DEV] table TABLE proto PROTOCOL`.
+/// An IPv4 unicast route: `DST [via GATEWAY] [dev DEV] [src SOURCE] table TABLE proto PROTOCOL`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteInfo {
     pub dst: Ipv4Net,
@@ -26,6 +26,9 @@ pub struct RouteInfo {
     pub table: u32,
     /// Route protocol (`rtm_protocol`): 2 kernel, 3 boot, 4 static, ...; meshwork uses its own.
     pub protocol: u8,
+    /// Preferred source address (`src`) for traffic the host itself sends along the route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Ipv4Addr>,
 }
 
 impl fmt::Display for RouteInfo {
@@ -36,6 +39,9 @@ impl fmt::Display for RouteInfo {
         }
         if let Some(dev) = &self.dev {
             write!(f, " dev {dev}")?;
+        }
+        if let Some(source) = self.source {
+            write!(f, " src {source}")?;
         }
         write!(f, " table {} proto {}", self.table, self.protocol)
     }
@@ -54,6 +60,7 @@ impl RouteInfo {
         let mut dst = Ipv4Addr::UNSPECIFIED;
         let mut gateway = None;
         let mut dev = None;
+        let mut source = None;
         let mut table = u32::from(header.table);
         for attr in &msg.attributes {
             match attr {
@@ -61,6 +68,7 @@ impl RouteInfo {
                 RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some(*ip),
                 RouteAttribute::Oif(index) => dev = names.get(index).cloned(),
                 RouteAttribute::Table(id) => table = *id,
+                RouteAttribute::PrefSource(RouteAddress::Inet(ip)) => source = Some(*ip),
                 _ => {}
             }
         }
@@ -70,6 +78,7 @@ impl RouteInfo {
             dev,
             table,
             protocol: header.protocol.into(),
+            source,
         })
     }
 }
@@ -107,6 +116,9 @@ impl Netlink {
             Some(gateway) => builder = builder.gateway(gateway),
             // Like `ip route add DST dev DEV`: a directly connected route has link scope.
             None => builder = builder.scope(RouteScope::Link),
+        }
+        if let Some(source) = route.source {
+            builder = builder.pref_source(source);
         }
         if let Some(dev) = &route.dev {
             let index =
