@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod clientpack;
 pub mod host;
 pub mod keys;
+pub mod lab;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

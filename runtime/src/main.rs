@@ -137,6 +137,12 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         resync: u64,
     },
+    /// The whole topology on this machine in network namespaces, with real OpenVPN clients
+    /// (root): `lab up FILE`, then `status`, `test`, `kill C` / `restore C`, `down`.
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
     /// Write a client's clientpack (an OpenVPN config with its certificate and key inline).
     Clientpack {
         file: PathBuf,
@@ -172,6 +178,54 @@ impl StateArg {
     pub fn dir(&self) -> PathBuf {
         meshwork::state::resolve(self.state_dir.as_deref())
     }
+}
+
+#[derive(Subcommand)]
+enum LabAction {
+    /// Build every namespace, apply every controller, start agents and clients; wait until
+    /// every client is connected and routed by every controller.
+    Up {
+        file: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// The mesh, the clients and where each one sits.
+    Status {
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Every `expect` with real packets: expected, static and observed verdicts; exit 1 when
+    /// any differ.
+    Test {
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Kill a controller as a host dies (processes killed, underlay link down).
+    Kill {
+        controller: String,
+        /// Wait until its clients are reachable again through other controllers; print the time.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Bring a killed controller back: link up, applied again, agent started.
+    Restore {
+        controller: String,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Remove everything the lab made.
+    Down {
+        #[command(flatten)]
+        state: StateArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -271,6 +325,16 @@ fn main() -> ExitCode {
             &host,
             &commands::agent::Options { listen, read_token_file, join_token_file, resync },
         ),
+        Command::Lab { action } => match action {
+            LabAction::Up { file, state } => commands::lab::up(&file, &state.dir()),
+            LabAction::Status { format, state } => commands::lab::status(&state.dir(), format),
+            LabAction::Test { format, state } => commands::lab::test(&state.dir(), format),
+            LabAction::Kill { controller, wait, format, state } => {
+                commands::lab::kill(&state.dir(), &controller, wait, format)
+            }
+            LabAction::Restore { controller, state } => commands::lab::restore(&state.dir(), &controller),
+            LabAction::Down { state } => commands::lab::down(&state.dir()),
+        },
         Command::Clientpack { file, name, all, out, remote_random, pack_format, state } => {
             commands::clientpack::run(&file, name.as_deref(), all, &out, remote_random, pack_format, &state.dir())
         }

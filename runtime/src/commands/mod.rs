@@ -10,4 +10,5 @@ pub mod graph;
 pub mod host;
 pub mod keys;
 pub mod keys_transfer;
+pub mod lab;
 pub mod plan;

@@ -1,0 +1,183 @@
+//! `meshwork lab status` and the table of `meshwork lab test`, for people and (as JSON) for
+//! programs.
+
+use std::fmt::Write as _;
+
+use meshwork_compiler::network::Network;
+use serde::Serialize;
+
+use super::expects::Row;
+use super::{Lab, Record, locations};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub topology: String,
+    pub file: String,
+    pub controllers: Vec<ControllerStatus>,
+    pub clients: Vec<ClientStatus>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ControllerStatus {
+    pub name: String,
+    pub netns: String,
+    pub address: std::net::Ipv4Addr,
+    /// `up`, `killed` (by `lab kill`), or `no agent` (no status yet).
+    pub state: String,
+    pub checksum: Option<String>,
+    /// Peer -> "ok", "silent" or "disagrees".
+    pub peers: Vec<(String, String)>,
+    pub clients: usize,
+    pub agent_routes: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ClientStatus {
+    pub name: String,
+    pub overlay_ip: std::net::Ipv4Addr,
+    /// `controller/unit`, or None while it is not connected.
+    pub sits_on: Option<String>,
+    /// Live controllers that route to it.
+    pub routed_by: Vec<String>,
+}
+
+pub fn status(lab: &Lab, record: &Record, net: &Network) -> Status {
+    let located = locations(lab, record);
+    let mut controllers = Vec::new();
+    let mut statuses = Vec::new();
+    for c in &record.layout.controllers {
+        let agent = if record.killed.contains(&c.name) { None } else { lab.agent_status(&c.name) };
+        let state = if record.killed.contains(&c.name) {
+            "killed"
+        } else if agent.is_some() {
+            "up"
+        } else {
+            "no agent"
+        };
+        let peers = agent
+            .as_ref()
+            .and_then(|s| s["peers"].as_object().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, p)| {
+                let word = match (p["live"].as_bool(), p["agrees"].as_bool()) {
+                    (Some(true), Some(true)) => "ok",
+                    (Some(true), Some(false)) => "disagrees",
+                    _ => "silent",
+                };
+                (name, word.to_string())
+            })
+            .collect();
+        controllers.push(ControllerStatus {
+            name: c.name.clone(),
+            netns: c.netns.clone(),
+            address: c.address,
+            state: state.into(),
+            checksum: agent.as_ref().and_then(|s| s["checksum"].as_str().map(String::from)),
+            peers,
+            clients: located.values().filter(|(on, _)| on == &c.name).count(),
+            agent_routes: agent.as_ref().and_then(|s| s["agent_routes"].as_u64()),
+        });
+        statuses.push((c.name.clone(), agent));
+    }
+    let clients = record
+        .layout
+        .clients
+        .iter()
+        .map(|c| ClientStatus {
+            name: c.name.clone(),
+            overlay_ip: net.clients.iter().find(|n| n.name == c.name).map_or(std::net::Ipv4Addr::UNSPECIFIED, |n| n.ip),
+            sits_on: located.get(&c.name).map(|(on, unit)| format!("{on}/{unit}")),
+            routed_by: statuses
+                .iter()
+                .filter(|(_, s)| {
+                    s.as_ref().is_some_and(|s| {
+                        s["clients"].get(&c.name).is_some() || s["remote_clients"].get(&c.name).is_some()
+                    })
+                })
+                .map(|(n, _)| n.clone())
+                .collect(),
+        })
+        .collect();
+    Status { topology: record.layout.topology.clone(), file: record.file.display().to_string(), controllers, clients }
+}
+
+/// Columns padded to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: &mut dyn Iterator<Item = &str>, out: &mut String| {
+        let mut s = String::from(" ");
+        for (cell, w) in cells.zip(&widths) {
+            let _ = write!(s, " {cell:<w$}");
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied(), &mut out);
+    for row in rows {
+        line(&mut row.iter().map(String::as_str), &mut out);
+    }
+    out
+}
+
+pub fn status_text(s: &Status) -> String {
+    let mut out = format!("lab \"{}\" from {}\n\ncontrollers:\n", s.topology, s.file);
+    let rows: Vec<Vec<String>> = s
+        .controllers
+        .iter()
+        .map(|c| {
+            let peers: Vec<String> = c.peers.iter().map(|(p, w)| format!("{p} {w}")).collect();
+            vec![
+                c.name.clone(),
+                c.address.to_string(),
+                c.state.clone(),
+                if peers.is_empty() { "-".into() } else { peers.join(", ") },
+                c.clients.to_string(),
+                c.agent_routes.map_or("-".into(), |n| n.to_string()),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["NAME", "UNDERLAY", "STATE", "PEERS", "CLIENTS", "ROUTES"], &rows));
+    out.push_str("\nclients:\n");
+    let rows: Vec<Vec<String>> = s
+        .clients
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.overlay_ip.to_string(),
+                c.sits_on.clone().unwrap_or_else(|| "not connected".into()),
+                if c.routed_by.is_empty() { "-".into() } else { c.routed_by.join(", ") },
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["NAME", "OVERLAY", "ON", "ROUTED BY"], &rows));
+    out
+}
+
+pub fn test_text(rows: &[Row]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                if r.holds() { "ok".into() } else { "FAIL".into() },
+                r.name.clone(),
+                r.flow.clone(),
+                r.expected.unwrap_or("-").into(),
+                r.static_verdict.unwrap_or("-").into(),
+                r.observed.unwrap_or("-").into(),
+                r.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut out = table(&["", "EXPECT", "FLOW", "EXPECTED", "STATIC", "OBSERVED", ""], &cells);
+    let failed = rows.iter().filter(|r| !r.holds()).count();
+    let _ = writeln!(out, "\n{} of {} expectations hold with real packets.", rows.len() - failed, rows.len());
+    out
+}

@@ -1,0 +1,369 @@
+//! Bringing a lab up and down, and killing and restoring one controller of it.
+//!
+//! Controllers are applied, run and destroyed by the real `meshwork` binary (`apply`, `agent`,
+//! `destroy` with `--netns`), so the lab exercises exactly what a real host runs. Clients are
+//! real OpenVPN processes started with their clientpacks inside their namespaces.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meshwork_compiler::model::Expect;
+use meshwork_compiler::network::Network;
+
+use super::layout::{self, LabHost};
+use super::{Lab, Record, locations, routed_everywhere, world};
+use crate::agent;
+use crate::clientpack::{self, PackOptions};
+use crate::openvpn::process::{self, Unit};
+
+/// How long `lab up` waits for every client to connect and be routed everywhere.
+pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Reports progress: one line per step, for people watching.
+pub type Progress<'a> = &'a mut dyn FnMut(&str);
+
+fn netlink_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start a runtime: {e}"))
+}
+
+/// `meshwork lab up`: everything, or nothing left half-made (a failure tears down what was made).
+pub fn up(lab: &Lab, file: &Path, net: &Network, expects: &[Expect], progress: Progress) -> Result<Record, String> {
+    if lab.record_path().exists() {
+        return Err(format!(
+            "a lab is already up ({}); run `meshwork lab down` first",
+            lab.record_path().display()
+        ));
+    }
+    let file = fs::canonicalize(file).map_err(|e| format!("cannot resolve {}: {e}", file.display()))?;
+    let plan = layout::plan(net, expects)?;
+    let record = Record { file, layout: plan, killed: BTreeSet::new() };
+    lab.save(&record)?;
+    match bring_up(lab, &record, net, progress) {
+        Ok(()) => Ok(record),
+        Err(e) => {
+            let problems = down(lab, &mut |_| {});
+            let also = if problems.is_empty() { String::new() } else { format!("; tearing down: {}", problems.join("; ")) };
+            Err(format!("{e}{also}"))
+        }
+    }
+}
+
+fn bring_up(lab: &Lab, record: &Record, net: &Network, progress: Progress) -> Result<(), String> {
+    let started = Instant::now();
+    let step = |progress: &mut dyn FnMut(&str), what: &str| progress(&format!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64()));
+    step(progress, &format!("namespaces: underlay, {} controllers, {} clients", record.layout.controllers.len(), record.layout.clients.len()));
+    let rt = netlink_runtime()?;
+    rt.block_on(world::build(&record.layout, &mut |m| progress(&format!("         {m}"))))
+        .map_err(|e| format!("cannot build the lab's namespaces: {e}"))?;
+    for ns in record.layout.namespaces() {
+        // Replies may come back another way than requests went (e.g. a client answering an
+        // outside address): strict reverse-path filtering would drop them.
+        for key in ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"] {
+            crate::netns::sysctl_write(Some(ns), key, "0").map_err(|e| format!("{ns}: {key}: {e}"))?;
+        }
+    }
+
+    step(progress, "keys: a keyset for the topology");
+    let state = lab.state();
+    crate::keys::Keyset::init(&state, net, time::OffsetDateTime::now_utc())
+        .map_err(|e| format!("cannot create the lab's keyset: {e}"))?;
+
+    step(progress, "controllers: meshwork apply, in parallel");
+    apply_all(lab, record, &record.layout.controllers)?;
+    step(progress, "agents: one per controller");
+    for c in &record.layout.controllers {
+        start_agent(lab, record, c)?;
+    }
+    step(progress, &format!("clients: {} OpenVPN clients with their clientpacks", record.layout.clients.len()));
+    for c in &record.layout.clients {
+        start_client(lab, net, c)?;
+    }
+    step(progress, "waiting until every client is connected and every controller routes to it");
+    converge(lab, record, progress)?;
+    step(progress, "lab is up");
+    Ok(())
+}
+
+/// Runs `meshwork ARGS` to completion, its output into `log`; the end of the log on failure.
+fn meshwork(lab: &Lab, args: &[&str], log: &Path) -> Result<(), String> {
+    let status = spawn_logged(lab, args, log)?.wait().map_err(|e| e.to_string())?;
+    if status.success() { Ok(()) } else { Err(format!("meshwork {} failed:\n{}", args.join(" "), tail(log, 15))) }
+}
+
+fn spawn_logged(lab: &Lab, args: &[&str], log: &Path) -> Result<std::process::Child, String> {
+    if let Some(dir) = log.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let out = fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    Command::new(&lab.exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", lab.exe.display()))
+}
+
+fn tail(log: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn host_args<'a>(record: &'a Record, state: &'a str, c: &'a LabHost) -> Vec<&'a str> {
+    let file = record.file.to_str().unwrap_or_default();
+    vec![file, "--controller", &c.name, "--netns", &c.netns, "--state-dir", state]
+}
+
+/// Applies the controllers side by side (each is its own process in its own namespace).
+fn apply_all(lab: &Lab, record: &Record, controllers: &[LabHost]) -> Result<(), String> {
+    let state = lab.state().display().to_string();
+    let mut running = Vec::new();
+    for c in controllers {
+        let mut args = vec!["apply"];
+        args.extend(host_args(record, &state, c));
+        args.push("--auto-approve");
+        let log = lab.logs().join(format!("apply-{}.log", c.name));
+        running.push((c, spawn_logged(lab, &args, &log)?, log));
+    }
+    let mut failures = Vec::new();
+    for (c, mut child, log) in running {
+        let ok = child.wait().is_ok_and(|s| s.success());
+        if !ok {
+            failures.push(format!("apply of controller {} failed:\n{}", c.name, tail(&log, 15)));
+        }
+    }
+    if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
+}
+
+/// Starts the controller's agent, detached (its own session, so it outlives this command).
+fn start_agent(lab: &Lab, record: &Record, c: &LabHost) -> Result<(), String> {
+    let state = lab.state().display().to_string();
+    let mut args = vec!["agent"];
+    args.extend(host_args(record, &state, c));
+    let log = lab.logs().join(format!("agent-{}.log", c.name));
+    if let Some(dir) = log.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let out = fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(&lab.exe);
+    cmd.args(&args).stdin(Stdio::null()).stdout(out).stderr(err);
+    // SAFETY: setsid is async-signal-safe and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| if libc::setsid() == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start the agent of {}: {e}", c.name))?;
+    let layout = lab.controller(&c.name);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agent::running(&layout).is_none() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("the agent of {} exited ({status}):\n{}", c.name, tail(&log, 15)));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the agent of {} did not start within 10 s:\n{}", c.name, tail(&log, 15)));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The agent is its own session leader now; nobody waits for it here.
+    drop(child);
+    Ok(())
+}
+
+fn client_unit(lab: &Lab, c: &LabHost) -> Unit {
+    let dir = lab.client_dir(&c.name);
+    Unit {
+        name: c.name.clone(),
+        config: format!("{}.ovpn", c.name),
+        netns: Some(c.netns.clone()),
+        pidfile: dir.join(format!("{}.pid", c.name)),
+        log: dir.join(format!("{}.log", c.name)),
+        dir,
+    }
+}
+
+/// Writes the client's pack (0600: it holds its key) and starts OpenVPN with it.
+fn start_client(lab: &Lab, net: &Network, c: &LabHost) -> Result<(), String> {
+    let client = clientpack::client(net, &c.name).map_err(|e| e.to_string())?;
+    let material = clientpack::load_material(&crate::state::keyset_dir(&lab.state()), &c.name).map_err(|e| e.to_string())?;
+    let pack = clientpack::ovpn(net, client, &material, &PackOptions::default());
+    let unit = client_unit(lab, c);
+    fs::create_dir_all(&unit.dir).map_err(|e| format!("cannot create {}: {e}", unit.dir.display()))?;
+    crate::private_file::replace(&unit.dir.join(&unit.config), pack.as_bytes())
+        .map_err(|e| format!("cannot write the pack of {}: {e}", c.name))?;
+    let digest = crate::host::desired::digest(pack.as_bytes());
+    process::start(&unit, &digest).map_err(|e| format!("cannot start the OpenVPN client {}: {e}", c.name))?;
+    Ok(())
+}
+
+/// Waits until every client sits somewhere and every live controller routes to it.
+fn converge(lab: &Lab, record: &Record, progress: Progress) -> Result<(), String> {
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    let total = record.layout.clients.len();
+    let mut shown = usize::MAX;
+    loop {
+        let located = locations(lab, record);
+        let routed = record
+            .layout
+            .clients
+            .iter()
+            .filter(|c| located.contains_key(&c.name) && routed_everywhere(lab, record, &c.name))
+            .count();
+        if routed != shown {
+            progress(&format!("         {}/{total} clients connected, {routed}/{total} routed by every controller", located.len()));
+            shown = routed;
+        }
+        if routed == total {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let missing: Vec<&str> = record
+                .layout
+                .clients
+                .iter()
+                .filter(|c| !located.contains_key(&c.name) || !routed_everywhere(lab, record, &c.name))
+                .map(|c| c.name.as_str())
+                .collect();
+            return Err(format!(
+                "not converged after {} s: {} (see {} and {})",
+                CONVERGE_TIMEOUT.as_secs(),
+                missing.join(", "),
+                lab.logs().display(),
+                lab.root.join("clients").display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `meshwork lab down`: stops clients and agents, destroys every controller, removes the
+/// namespaces and the lab's directory. Keeps going after a failure; returns every failure.
+pub fn down(lab: &Lab, progress: Progress) -> Vec<String> {
+    let record = match lab.load() {
+        Ok(r) => r,
+        Err(e) => return vec![e],
+    };
+    let mut problems = Vec::new();
+    progress("stopping clients");
+    for c in &record.layout.clients {
+        if let Err(e) = process::stop(&client_unit(lab, c).pidfile) {
+            problems.push(format!("client {}: {e}", c.name));
+        }
+    }
+    progress("stopping agents");
+    for c in &record.layout.controllers {
+        stop_agent(lab, &c.name, libc::SIGTERM);
+    }
+    progress("destroying controllers");
+    let state = lab.state().display().to_string();
+    for c in &record.layout.controllers {
+        if !crate::netns::exists(&c.netns) {
+            continue;
+        }
+        let mut args = vec!["destroy", "--controller", &c.name, "--netns", &c.netns, "--state-dir", &state];
+        args.push("--auto-approve");
+        let log = lab.logs().join(format!("destroy-{}.log", c.name));
+        if let Err(e) = meshwork(lab, &args, &log) {
+            problems.push(e);
+        }
+        // Whatever destroy could not remove of the engines' namespaces.
+        let prefix = format!("mw-{}-e", c.name);
+        for ns in crate::netns::list().unwrap_or_default().into_iter().filter(|n| n.starts_with(&prefix)) {
+            if let Err(e) = crate::netns::delete(&ns) {
+                problems.push(format!("namespace {ns}: {e}"));
+            }
+        }
+    }
+    progress("removing namespaces");
+    match netlink_runtime() {
+        Ok(rt) => problems.extend(rt.block_on(world::teardown(&record.layout))),
+        Err(e) => problems.push(e),
+    }
+    if problems.is_empty() {
+        if let Err(e) = fs::remove_dir_all(&lab.root) {
+            problems.push(format!("cannot remove {}: {e}", lab.root.display()));
+        }
+    }
+    problems
+}
+
+/// Signals a controller's agent and waits up to 5 s for it to go (then SIGKILL).
+fn stop_agent(lab: &Lab, controller: &str, signal: i32) {
+    let layout = lab.controller(controller);
+    let Some(pid) = agent::running(&layout) else { return };
+    // SAFETY: kill(2) on the pid the agent wrote for this controller (checked to be an agent).
+    unsafe { libc::kill(pid as i32, signal) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while agent::running(&layout).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if agent::running(&layout).is_some() {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    let _ = fs::remove_file(layout.agent_pid());
+}
+
+/// `meshwork lab kill C`: the controller dies as a host does: its agent and every OpenVPN
+/// process are killed (SIGKILL: no exit notification reaches the clients) and its underlay link
+/// goes down. Returns the clients it held.
+pub fn kill(lab: &Lab, controller: &str) -> Result<Vec<String>, String> {
+    let mut record = lab.load()?;
+    let host = record.layout.controller(controller).cloned().ok_or_else(|| unknown_controller(&record, controller))?;
+    if record.killed.contains(controller) {
+        return Err(format!("controller {controller} is already down; `meshwork lab restore {controller}` brings it back"));
+    }
+    let held: Vec<String> = locations(lab, &record)
+        .into_iter()
+        .filter(|(_, (c, _))| c == controller)
+        .map(|(client, _)| client)
+        .collect();
+    stop_agent(lab, controller, libc::SIGKILL);
+    let layout = lab.controller(controller);
+    if let Ok(entries) = fs::read_dir(layout.run()) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "pid")
+                && let Ok(Some(p)) = process::status(&path)
+            {
+                // SAFETY: kill(2) on a pid whose start time the pid file checks.
+                unsafe { libc::kill(p.pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+    set_underlay_link(&record, &host, false)?;
+    record.killed.insert(controller.to_string());
+    lab.save(&record)?;
+    Ok(held)
+}
+
+/// `meshwork lab restore C`: its underlay link up, applied again (its processes start), its
+/// agent started.
+pub fn restore(lab: &Lab, controller: &str) -> Result<(), String> {
+    let mut record = lab.load()?;
+    let host = record.layout.controller(controller).cloned().ok_or_else(|| unknown_controller(&record, controller))?;
+    set_underlay_link(&record, &host, true)?;
+    apply_all(lab, &record, std::slice::from_ref(&host))?;
+    start_agent(lab, &record, &host)?;
+    record.killed.remove(controller);
+    lab.save(&record)
+}
+
+fn unknown_controller(record: &Record, name: &str) -> String {
+    let known: Vec<&str> = record.layout.controllers.iter().map(|c| c.name.as_str()).collect();
+    format!("the lab has no controller {name:?} (it has {})", known.join(", "))
+}
+
+fn set_underlay_link(record: &Record, host: &LabHost, up: bool) -> Result<(), String> {
+    let rt = netlink_runtime()?;
+    rt.block_on(async {
+        let nl = crate::netlink::Netlink::connect_in(&record.layout.underlay_ns).await.map_err(|e| e.to_string())?;
+        if up { nl.set_up(&host.underlay_link).await } else { nl.set_down(&host.underlay_link).await }
+            .map_err(|e| e.to_string())
+    })
+}
