@@ -31,9 +31,9 @@ pub const KEYSET_PRIVATE: &str = "private";
 /// Client ping interval: the controller sees the client at least this often (seconds).
 pub const CLIENT_PING: u32 = 2;
 /// Restart (and so fail over) after this long without a packet from the controller (seconds).
-pub const CLIENT_PING_RESTART: u32 = 8;
+pub const CLIENT_PING_RESTART: u32 = 6;
 /// Give up on an unanswering controller and try the next after this long (seconds).
-pub const SERVER_POLL_TIMEOUT: u32 = 4;
+pub const SERVER_POLL_TIMEOUT: u32 = 3;
 /// `connect-retry` base and maximum delay between attempts (seconds).
 pub const CONNECT_RETRY: (u32, u32) = (1, 5);
 
@@ -226,6 +226,12 @@ fn config(net: &Network, client: &ClientNet, keys: Keys<'_>, opts: &PackOptions)
     if client.redirect_gateway {
         s.push_str("\n# The overlay is this client's default route.\n");
         s.push_str("redirect-gateway def1\n");
+        // persist-tun keeps the tunnel's default route over a restart, so without these the
+        // next controller would be dialled through the dead tunnel and failover would stall.
+        s.push_str("# Every controller stays reachable outside the tunnel, for failover.\n");
+        for c in &order {
+            let _ = writeln!(s, "route {} 255.255.255.255 net_gateway", c.address);
+        }
     }
 
     s.push_str("\n# TLS: any controller's certificate signed by the topology CA, tls-crypt on every packet.\n");

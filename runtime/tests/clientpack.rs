@@ -108,10 +108,10 @@ fn pack_matches_the_server_side() {
         "persist-tun",
         "remote-cert-tls server",
         "resolv-retry infinite",
-        "server-poll-timeout 4",
+        "server-poll-timeout 3",
         "connect-retry 1 5",
         "ping 2",
-        "ping-restart 8",
+        "ping-restart 6",
         "pull-filter ignore \"ping\"",
         "verb 3",
         &format!("tls-version-min {TLS_VERSION_MIN}"),
@@ -148,6 +148,18 @@ fn redirect_gateway_follows_the_topology() {
     let engines = network(WITH_ENGINES);
     assert!(has(&engines, "laptop"), "engines: on by default");
     assert!(!has(&engines, "server"), "turned off");
+
+    // With the tunnel as default route (kept over restarts by persist-tun), every controller
+    // is routed outside it, or failover would dial the next controller through the dead tunnel.
+    let text = pack(&three, "web-2", &PackOptions::default());
+    let remotes: Vec<String> =
+        remote_lines(&text).iter().map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_string()).collect();
+    assert_eq!(remotes.len(), 3);
+    for host in &remotes {
+        let line = format!("route {host} 255.255.255.255 net_gateway");
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+    }
+    assert!(!pack(&three, "web-1", &PackOptions::default()).contains("net_gateway"), "no default route, no need");
 }
 
 #[test]

@@ -263,7 +263,7 @@ fn echo_one(socket: &UdpSocket) {
 ///
 /// - TCP: connects (from `source`, any port): connected or refused (a RST: the host answered) is
 ///   [`Outcome::Reached`]; no answer within `wait` or an ICMP error is [`Outcome::Dropped`].
-/// - UDP: sends a random nonce ([`ATTEMPTS`] times within `wait`); reached when the same nonce
+/// - UDP: sends a random nonce (3 times, spread over `wait`); reached when the same nonce
 ///   comes back from `destination:port`.
 /// - ICMP: echo requests over a raw socket (bound to `source` when given); reached on a matching
 ///   echo reply (this probe's identifier, one of its sequence numbers, its payload, from
