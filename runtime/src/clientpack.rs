@@ -29,9 +29,9 @@ pub const KEYSET_ISSUED: &str = "issued";
 pub const KEYSET_PRIVATE: &str = "private";
 
 /// Client ping interval: the controller sees the client at least this often (seconds).
-pub const CLIENT_PING: u32 = 2;
+pub const CLIENT_PING: u32 = 1;
 /// Restart (and so fail over) after this long without a packet from the controller (seconds).
-pub const CLIENT_PING_RESTART: u32 = 6;
+pub const CLIENT_PING_RESTART: u32 = 5;
 /// Give up on an unanswering controller and try the next after this long (seconds).
 pub const SERVER_POLL_TIMEOUT: u32 = 3;
 /// `connect-retry` base and maximum delay between attempts (seconds).

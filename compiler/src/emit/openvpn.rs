@@ -34,9 +34,9 @@ pub const RUN_DIR: &str = "run";
 pub const DATA_CIPHERS: &str = "AES-256-GCM:CHACHA20-POLY1305";
 pub const TLS_VERSION_MIN: &str = "1.2";
 /// Client keepalive (ping interval, restart timeout), pushed to clients; short, so a client
-/// notices a dead controller within 6 s and fails over to the next one in its pack (the pack
+/// notices a dead controller within 5 s and fails over to the next one in its pack (the pack
 /// itself says the same, for the time before the first push).
-pub const CLIENT_KEEPALIVE: (u32, u32) = (2, 6);
+pub const CLIENT_KEEPALIVE: (u32, u32) = (1, 5);
 /// Peer keepalive: a peer notices a lost tunnel within ~5 s.
 pub const PEER_KEEPALIVE: (u32, u32) = (2, 6);
 
@@ -375,7 +375,7 @@ client "roam" ip="100.127.255.200" redirect-gateway=#true
             "tls-crypt keys/tls-crypt.key",
             "data-ciphers AES-256-GCM:CHACHA20-POLY1305",
             "tls-version-min 1.2",
-            "keepalive 2 6",
+            "keepalive 1 5",
             "persist-key",
             "persist-tun",
             "management run/server.sock unix",

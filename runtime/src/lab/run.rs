@@ -361,9 +361,6 @@ fn unknown_controller(record: &Record, name: &str) -> String {
 
 fn set_underlay_link(record: &Record, host: &LabHost, up: bool) -> Result<(), String> {
     let rt = netlink_runtime()?;
-    rt.block_on(async {
-        let nl = crate::netlink::Netlink::connect_in(&record.layout.underlay_ns).await.map_err(|e| e.to_string())?;
-        if up { nl.set_up(&host.underlay_link).await } else { nl.set_down(&host.underlay_link).await }
-            .map_err(|e| e.to_string())
-    })
+    rt.block_on(world::set_host_link(&record.layout, host, up))
+        .map_err(|e| format!("cannot set the underlay link of {} {}: {e}", host.name, if up { "up" } else { "down" }))
 }

@@ -275,3 +275,14 @@ mod tests {
         assert!(text.starts_with(HOSTS_MARKER));
     }
 }
+
+/// Cuts a host off the underlay (its underlay-side link down), or connects it again. Taking a
+/// link down flushes the routes through it, so coming back re-adds the host's /32.
+pub async fn set_host_link(layout: &LabLayout, host: &LabHost, up: bool) -> io::Result<()> {
+    let underlay = Netlink::connect_in(&layout.underlay_ns).await?;
+    if !up {
+        return underlay.set_down(&host.underlay_link).await;
+    }
+    underlay.set_up(&host.underlay_link).await?;
+    underlay.replace_route(&route(Ipv4Net::from(host.address), None, &host.underlay_link)).await
+}
