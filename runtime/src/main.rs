@@ -215,6 +215,12 @@ enum LabAction {
         #[command(flatten)]
         state: StateArg,
     },
+    /// Follow an edited file: start clients it added, remove those it dropped (the agents
+    /// follow the file themselves); wait until every controller routes to every client.
+    Sync {
+        #[command(flatten)]
+        state: StateArg,
+    },
     /// Bring a killed controller back: link up, applied again, agent started.
     Restore {
         controller: String,
@@ -332,6 +338,7 @@ fn main() -> ExitCode {
             LabAction::Kill { controller, wait, format, state } => {
                 commands::lab::kill(&state.dir(), &controller, wait, format)
             }
+            LabAction::Sync { state } => commands::lab::sync(&state.dir()),
             LabAction::Restore { controller, state } => commands::lab::restore(&state.dir(), &controller),
             LabAction::Down { state } => commands::lab::down(&state.dir()),
         },

@@ -157,6 +157,20 @@ fn answers_everywhere(record: &Record, net: &Network, client: &str) -> bool {
     })
 }
 
+pub fn sync(state: &Path) -> Result<ExitCode, CliError> {
+    let (lab, _, net, list) = loaded(state)?;
+    let started = Instant::now();
+    let (added, removed) = run::sync(&lab, &net, &list, &mut progress()).map_err(CliError::Message)?;
+    let names = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
+    println!(
+        "lab in sync with the file after {:.1} s: added {}, removed {}",
+        started.elapsed().as_secs_f64(),
+        names(&added),
+        names(&removed)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn restore(state: &Path, controller: &str) -> Result<ExitCode, CliError> {
     let lab = lab(state)?;
     run::restore(&lab, controller).map_err(CliError::Message)?;

@@ -201,6 +201,67 @@ fn start_client(lab: &Lab, net: &Network, c: &LabHost) -> Result<(), String> {
     Ok(())
 }
 
+/// `meshwork lab sync`: the lab follows an edited file. Clients the file added get a namespace,
+/// certificates (`keys sync`) and a running OpenVPN; clients it removed are stopped and their
+/// namespaces removed. The agents follow the file by themselves. Anything else that changed
+/// (controllers, addresses) needs `lab down` and `lab up`. Returns (added, removed) clients.
+pub fn sync(lab: &Lab, net: &Network, expects: &[Expect], progress: Progress) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut record = lab.load()?;
+    let wanted = layout::plan(net, expects)?;
+    if wanted.controllers != record.layout.controllers || wanted.lans != record.layout.lans || wanted.names != record.layout.names {
+        return Err("the file changed more than its clients: run `meshwork lab down` and `meshwork lab up`".into());
+    }
+    let removed: Vec<LabHost> =
+        record.layout.clients.iter().filter(|c| !wanted.clients.contains(c)).cloned().collect();
+    let added: Vec<LabHost> = wanted.clients.iter().filter(|c| !record.layout.clients.contains(c)).cloned().collect();
+    for c in &removed {
+        progress(&format!("client {} leaves", c.name));
+        process::stop(&client_unit(lab, c).pidfile).map_err(|e| format!("client {}: {e}", c.name))?;
+        let problems = world::remove_client(&record.layout, c);
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        let _ = fs::remove_dir_all(lab.client_dir(&c.name));
+    }
+    record.layout.clients.retain(|c| !removed.contains(c));
+    lab.save(&record)?;
+    if !added.is_empty() {
+        let mut keyset = crate::keys::Keyset::open(&lab.state()).map_err(|e| format!("the lab's keyset: {e}"))?;
+        keyset.sync(net, time::OffsetDateTime::now_utc()).map_err(|e| format!("keys sync: {e}"))?;
+    }
+    let rt = netlink_runtime()?;
+    for c in &added {
+        progress(&format!("client {} joins in {}", c.name, c.netns));
+        // Recorded first, so `lab down` removes it even if starting it fails.
+        record.layout.clients.push(c.clone());
+        lab.save(&record)?;
+        rt.block_on(world::add_client(&record.layout, c)).map_err(|e| format!("client {}: {e}", c.name))?;
+        for key in ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"] {
+            crate::netns::sysctl_write(Some(&c.netns), key, "0").map_err(|e| format!("{}: {key}: {e}", c.netns))?;
+        }
+        admitted_everywhere(lab, &record, &c.name)?;
+        start_client(lab, net, c)?;
+    }
+    record.layout.outside = wanted.outside;
+    lab.save(&record)?;
+    converge(lab, &record, progress)?;
+    Ok((added.into_iter().map(|c| c.name).collect(), removed.into_iter().map(|c| c.name).collect()))
+}
+
+/// Waits until every live controller's agent has written the client's ccd file: before that,
+/// `ccd-exclusive` refuses the client, and an OpenVPN client gives up on AUTH_FAILED.
+fn admitted_everywhere(lab: &Lab, record: &Record, client: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let live = || record.layout.controllers.iter().filter(|c| !record.killed.contains(&c.name));
+    while !live().all(|c| lab.controller(&c.name).openvpn().join(meshwork_compiler::emit::openvpn::CCD_DIR).join(client).exists()) {
+        if Instant::now() > deadline {
+            return Err(format!("the agents did not admit {client} within 60 s (see {})", lab.logs().display()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// Waits until every client sits somewhere and every live controller routes to it.
 fn converge(lab: &Lab, record: &Record, progress: Progress) -> Result<(), String> {
     let deadline = Instant::now() + CONVERGE_TIMEOUT;

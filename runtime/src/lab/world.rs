@@ -286,3 +286,27 @@ pub async fn set_host_link(layout: &LabLayout, host: &LabHost, up: bool) -> io::
     underlay.set_up(&host.underlay_link).await?;
     underlay.replace_route(&route(Ipv4Net::from(host.address), None, &host.underlay_link)).await
 }
+
+/// Adds one client to a built lab (after `lab up`, when the file gained a client).
+pub async fn add_client(layout: &LabLayout, host: &LabHost) -> io::Result<()> {
+    let underlay = Netlink::connect_in(&layout.underlay_ns).await?;
+    build_host(&underlay, layout.gateway, host).await.map_err(|e| context(e, &format!("client {}", host.name)))?;
+    if !layout.names.is_empty() {
+        write_hosts_file(&host.netns, layout)?;
+    }
+    Ok(())
+}
+
+/// Removes one client's namespace (and hosts file) from a built lab.
+pub fn remove_client(layout: &LabLayout, host: &LabHost) -> Vec<String> {
+    let mut failures = Vec::new();
+    match netns::delete(&host.netns) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => failures.push(format!("cannot delete network namespace {}: {e}", host.netns)),
+    }
+    if !layout.names.is_empty() {
+        failures.extend(remove_hosts_file(&host.netns));
+    }
+    failures
+}
