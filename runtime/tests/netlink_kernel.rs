@@ -100,7 +100,14 @@ fn net(s: &str) -> Ipv4Net {
 }
 
 fn route(gateway: Ipv4Addr) -> RouteInfo {
-    RouteInfo { dst: net(ROUTE_DST), gateway: Some(gateway), dev: Some(BRIDGE.into()), table: TABLE, protocol: PROTO, source: None }
+    RouteInfo {
+        dst: net(ROUTE_DST),
+        gateway: Some(gateway),
+        dev: Some(BRIDGE.into()),
+        table: TABLE,
+        protocol: PROTO,
+        source: None,
+    }
 }
 
 #[test]
@@ -292,8 +299,14 @@ async fn links_addresses_routes_rules() {
     assert_eq!(ip_routes.len(), 1, "{ip_routes:?}");
     assert_eq!(ip_routes[0]["gateway"], "10.77.0.3");
     // A directly connected route in the main table with the same protocol.
-    let direct =
-        RouteInfo { dst: net("10.2.0.0/16"), gateway: None, dev: Some(BRIDGE.into()), table: 254, protocol: PROTO, source: None };
+    let direct = RouteInfo {
+        dst: net("10.2.0.0/16"),
+        gateway: None,
+        dev: Some(BRIDGE.into()),
+        table: 254,
+        protocol: PROTO,
+        source: None,
+    };
     nl.replace_route(&direct).await.unwrap();
 
     // Dumps filtered by protocol and table.

@@ -153,10 +153,9 @@ fn agents_hear_each_other(lab: &mut Lab, file: &std::path::Path, state: &std::pa
     assert!(ping(&netns[0], Ipv4Addr::new(100, 127, 255, 252), 2, Duration::from_secs(1)) > 0);
 
     // West on another checksum (one more LAN): east shows it and withdraws west's LAN.
-    let changed = fs::read_to_string(&west_file).unwrap().replace(
-        "lan \"10.20.0.0/16\";",
-        "lan \"10.20.0.0/16\"; lan \"10.21.0.0/16\";",
-    );
+    let changed = fs::read_to_string(&west_file)
+        .unwrap()
+        .replace("lan \"10.20.0.0/16\";", "lan \"10.20.0.0/16\"; lan \"10.21.0.0/16\";");
     fs::write(&west_file, changed).unwrap();
     wait_until("east sees west disagree", Duration::from_secs(30), || {
         (status(state, "east")["peers"]["west"]["agrees"] == false).then_some(())

@@ -222,9 +222,15 @@ mod tests {
             ("far".to_string(), Ipv4Addr::new(100, 127, 0, 249)),
         ];
         let heard = BTreeMap::from([
-            ("west".to_string(), Heard { last_ok: Some(now), announcement: Some(announcement("west", "abc")), error: None }),
+            (
+                "west".to_string(),
+                Heard { last_ok: Some(now), announcement: Some(announcement("west", "abc")), error: None },
+            ),
             // Heard, but on another checksum.
-            ("north".to_string(), Heard { last_ok: Some(now), announcement: Some(announcement("north", "zzz")), error: None }),
+            (
+                "north".to_string(),
+                Heard { last_ok: Some(now), announcement: Some(announcement("north", "zzz")), error: None },
+            ),
             // Silent for longer than SILENCE.
             (
                 "south".to_string(),

@@ -32,15 +32,15 @@ use meshwork_compiler::source::SourceFile;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
+use crate::api::client::ClientAuth;
 use crate::host::desired::Desired;
 use crate::host::layout::Layout;
 use crate::host::lock::Lock;
 use crate::host::resource::Kind;
 use crate::host::session;
-use crate::api::client::ClientAuth;
 use crate::keys::Keyset;
-use mesh::Announcement;
 use crate::netlink::Netlink;
+use mesh::Announcement;
 use status::Status;
 
 /// Subsystems a pass repairs one by one, in dependency order.

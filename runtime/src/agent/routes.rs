@@ -109,12 +109,8 @@ pub fn wanted(
             }
         }
     }
-    let engines: BTreeMap<u32, Ipv4Addr> = table
-        .local
-        .plugin
-        .iter()
-        .flat_map(|p| p.engines.iter().map(|e| (e.index, e.plugin_ip)))
-        .collect();
+    let engines: BTreeMap<u32, Ipv4Addr> =
+        table.local.plugin.iter().flat_map(|p| p.engines.iter().map(|e| (e.index, e.plugin_ip))).collect();
     for (address, holder) in claims.values().map(|(_, a, h)| (*a, h)) {
         let route = match holder {
             Holder::Here(unit) => {
@@ -236,10 +232,8 @@ client "z"
     #[test]
     fn nothing_goes_through_a_tunnel_that_is_down() {
         let t = table("a");
-        let believed = BTreeMap::from([(
-            "b".to_string(),
-            announced("b", &["10.2.0.0/16"], &[("y", "100.127.0.2", 50)]),
-        )]);
+        let believed =
+            BTreeMap::from([("b".to_string(), announced("b", &["10.2.0.0/16"], &[("y", "100.127.0.2", 50)]))]);
         let local = BTreeMap::from([("x".to_string(), here("engine-1", "100.127.0.1", 1))]);
         let routes = wanted(&t, &local, &believed, &BTreeSet::new());
         let show: Vec<String> = routes.values().map(ToString::to_string).collect();

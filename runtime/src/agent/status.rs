@@ -109,7 +109,8 @@ impl Status {
             let _ = writeln!(out, "meshwork_clients{{unit=\"{unit}\"}} {n}");
         }
         if !self.peers.is_empty() {
-            let _ = writeln!(out, "# HELP meshwork_peer_up Whether a peer controller answered within the silence limit.");
+            let _ =
+                writeln!(out, "# HELP meshwork_peer_up Whether a peer controller answered within the silence limit.");
             let _ = writeln!(out, "# TYPE meshwork_peer_up gauge");
             for (peer, p) in &self.peers {
                 let _ = writeln!(out, "meshwork_peer_up{{peer=\"{peer}\"}} {}", u8::from(p.live));

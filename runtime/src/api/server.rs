@@ -309,7 +309,9 @@ async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Full<Bytes>
         "/metrics" => Route::Metrics,
         KEYSET_PATH => Route::Keyset,
         MESH_PATH => Route::Mesh,
-        _ => return text(StatusCode::NOT_FOUND, "not found: the API serves /status, /metrics, /v1/keyset and /v1/mesh"),
+        _ => {
+            return text(StatusCode::NOT_FOUND, "not found: the API serves /status, /metrics, /v1/keyset and /v1/mesh");
+        }
     };
     if req.method() != Method::GET {
         let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use GET");

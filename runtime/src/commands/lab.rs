@@ -22,7 +22,8 @@ fn lab(state: &Path) -> Result<Lab, CliError> {
     if unsafe { libc::geteuid() } != 0 {
         return Err(CliError::Message("meshwork lab needs root: it makes network namespaces".into()));
     }
-    let exe = std::env::current_exe().map_err(|e| CliError::Message(format!("cannot find the meshwork binary: {e}")))?;
+    let exe =
+        std::env::current_exe().map_err(|e| CliError::Message(format!("cannot find the meshwork binary: {e}")))?;
     Ok(Lab::new(state, exe))
 }
 
@@ -82,7 +83,10 @@ pub fn kill(state: &Path, controller: &str, wait: bool, format: OutputFormat) ->
     let (lab, _, net, _) = loaded(state)?;
     let killed_at = Instant::now();
     let held = run::kill(&lab, controller).map_err(CliError::Message)?;
-    eprintln!("controller {controller} killed; it held: {}", if held.is_empty() { "-".into() } else { held.join(", ") });
+    eprintln!(
+        "controller {controller} killed; it held: {}",
+        if held.is_empty() { "-".into() } else { held.join(", ") }
+    );
     if !wait {
         return Ok(ExitCode::SUCCESS);
     }
@@ -151,8 +155,13 @@ fn answers_everywhere(record: &Record, net: &Network, client: &str) -> bool {
         let allowed = net.firewall.evaluate(c.overlay_ip, ip, Some(FileProto::Icmp), None).action
             == meshwork_compiler::model::Action::Accept;
         let Some(host) = record.layout.controller(&c.name) else { return false };
-        let flow =
-            Flow { netns: host.netns.clone(), source: Some(c.overlay_ip), destination: ip, proto: Proto::Icmp, port: None };
+        let flow = Flow {
+            netns: host.netns.clone(),
+            source: Some(c.overlay_ip),
+            destination: ip,
+            proto: Proto::Icmp,
+            port: None,
+        };
         !allowed || probe::probe(&flow, Duration::from_millis(500)).is_ok_and(|o| o == Outcome::Reached)
     })
 }

@@ -115,6 +115,7 @@ pub fn locations(lab: &Lab, record: &Record) -> BTreeMap<String, (String, String
 /// Whether every live controller routes to `client`: it holds it, or a peer it believes does.
 pub fn routed_everywhere(lab: &Lab, record: &Record, client: &str) -> bool {
     record.layout.controllers.iter().filter(|c| !record.killed.contains(&c.name)).all(|c| {
-        lab.agent_status(&c.name).is_some_and(|s| s["clients"].get(client).is_some() || s["remote_clients"].get(client).is_some())
+        lab.agent_status(&c.name)
+            .is_some_and(|s| s["clients"].get(client).is_some() || s["remote_clients"].get(client).is_some())
     })
 }

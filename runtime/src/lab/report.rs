@@ -166,7 +166,13 @@ pub fn test_text(rows: &[Row]) -> String {
         .iter()
         .map(|r| {
             vec![
-                if r.holds() { "ok".into() } else { "FAIL".into() },
+                if r.skipped {
+                    "skip".into()
+                } else if r.holds() {
+                    "ok".into()
+                } else {
+                    "FAIL".into()
+                },
                 r.name.clone(),
                 r.flow.clone(),
                 r.expected.unwrap_or("-").into(),
@@ -178,6 +184,12 @@ pub fn test_text(rows: &[Row]) -> String {
         .collect();
     let mut out = table(&["", "EXPECT", "FLOW", "EXPECTED", "STATIC", "OBSERVED", ""], &cells);
     let failed = rows.iter().filter(|r| !r.holds()).count();
-    let _ = writeln!(out, "\n{} of {} expectations hold with real packets.", rows.len() - failed, rows.len());
+    let skipped = rows.iter().filter(|r| r.skipped).count();
+    let tested = rows.len() - skipped;
+    let _ = write!(out, "\n{} of {tested} expectations hold with real packets", tested - failed);
+    if skipped > 0 {
+        let _ = write!(out, "; {skipped} skipped while a controller is down");
+    }
+    out.push_str(".\n");
     out
 }

@@ -27,16 +27,16 @@ pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
 pub type Progress<'a> = &'a mut dyn FnMut(&str);
 
 fn netlink_runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start a runtime: {e}"))
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))
 }
 
 /// `meshwork lab up`: everything, or nothing left half-made (a failure tears down what was made).
 pub fn up(lab: &Lab, file: &Path, net: &Network, expects: &[Expect], progress: Progress) -> Result<Record, String> {
     if lab.record_path().exists() {
-        return Err(format!(
-            "a lab is already up ({}); run `meshwork lab down` first",
-            lab.record_path().display()
-        ));
+        return Err(format!("a lab is already up ({}); run `meshwork lab down` first", lab.record_path().display()));
     }
     let file = fs::canonicalize(file).map_err(|e| format!("cannot resolve {}: {e}", file.display()))?;
     let plan = layout::plan(net, expects)?;
@@ -46,7 +46,8 @@ pub fn up(lab: &Lab, file: &Path, net: &Network, expects: &[Expect], progress: P
         Ok(()) => Ok(record),
         Err(e) => {
             let problems = down(lab, &mut |_| {});
-            let also = if problems.is_empty() { String::new() } else { format!("; tearing down: {}", problems.join("; ")) };
+            let also =
+                if problems.is_empty() { String::new() } else { format!("; tearing down: {}", problems.join("; ")) };
             Err(format!("{e}{also}"))
         }
     }
@@ -54,8 +55,17 @@ pub fn up(lab: &Lab, file: &Path, net: &Network, expects: &[Expect], progress: P
 
 fn bring_up(lab: &Lab, record: &Record, net: &Network, progress: Progress) -> Result<(), String> {
     let started = Instant::now();
-    let step = |progress: &mut dyn FnMut(&str), what: &str| progress(&format!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64()));
-    step(progress, &format!("namespaces: underlay, {} controllers, {} clients", record.layout.controllers.len(), record.layout.clients.len()));
+    let step = |progress: &mut dyn FnMut(&str), what: &str| {
+        progress(&format!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64()))
+    };
+    step(
+        progress,
+        &format!(
+            "namespaces: underlay, {} controllers, {} clients",
+            record.layout.controllers.len(),
+            record.layout.clients.len()
+        ),
+    );
     let rt = netlink_runtime()?;
     rt.block_on(world::build(&record.layout, &mut |m| progress(&format!("         {m}"))))
         .map_err(|e| format!("cannot build the lab's namespaces: {e}"))?;
@@ -98,7 +108,8 @@ fn spawn_logged(lab: &Lab, args: &[&str], log: &Path) -> Result<std::process::Ch
     if let Some(dir) = log.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    let out = fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let out =
+        fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     Command::new(&lab.exe)
         .args(args)
@@ -150,7 +161,8 @@ fn start_agent(lab: &Lab, record: &Record, c: &LabHost) -> Result<(), String> {
     if let Some(dir) = log.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    let out = fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let out =
+        fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&lab.exe);
     cmd.args(&args).stdin(Stdio::null()).stdout(out).stderr(err);
@@ -190,7 +202,8 @@ fn client_unit(lab: &Lab, c: &LabHost) -> Unit {
 /// Writes the client's pack (0600: it holds its key) and starts OpenVPN with it.
 fn start_client(lab: &Lab, net: &Network, c: &LabHost) -> Result<(), String> {
     let client = clientpack::client(net, &c.name).map_err(|e| e.to_string())?;
-    let material = clientpack::load_material(&crate::state::keyset_dir(&lab.state()), &c.name).map_err(|e| e.to_string())?;
+    let material =
+        clientpack::load_material(&crate::state::keyset_dir(&lab.state()), &c.name).map_err(|e| e.to_string())?;
     let pack = clientpack::ovpn(net, client, &material, &PackOptions::default());
     let unit = client_unit(lab, c);
     fs::create_dir_all(&unit.dir).map_err(|e| format!("cannot create {}: {e}", unit.dir.display()))?;
@@ -205,14 +218,21 @@ fn start_client(lab: &Lab, net: &Network, c: &LabHost) -> Result<(), String> {
 /// certificates (`keys sync`) and a running OpenVPN; clients it removed are stopped and their
 /// namespaces removed. The agents follow the file by themselves. Anything else that changed
 /// (controllers, addresses) needs `lab down` and `lab up`. Returns (added, removed) clients.
-pub fn sync(lab: &Lab, net: &Network, expects: &[Expect], progress: Progress) -> Result<(Vec<String>, Vec<String>), String> {
+pub fn sync(
+    lab: &Lab,
+    net: &Network,
+    expects: &[Expect],
+    progress: Progress,
+) -> Result<(Vec<String>, Vec<String>), String> {
     let mut record = lab.load()?;
     let wanted = layout::plan(net, expects)?;
-    if wanted.controllers != record.layout.controllers || wanted.lans != record.layout.lans || wanted.names != record.layout.names {
+    if wanted.controllers != record.layout.controllers
+        || wanted.lans != record.layout.lans
+        || wanted.names != record.layout.names
+    {
         return Err("the file changed more than its clients: run `meshwork lab down` and `meshwork lab up`".into());
     }
-    let removed: Vec<LabHost> =
-        record.layout.clients.iter().filter(|c| !wanted.clients.contains(c)).cloned().collect();
+    let removed: Vec<LabHost> = record.layout.clients.iter().filter(|c| !wanted.clients.contains(c)).cloned().collect();
     let added: Vec<LabHost> = wanted.clients.iter().filter(|c| !record.layout.clients.contains(c)).cloned().collect();
     for c in &removed {
         progress(&format!("client {} leaves", c.name));
@@ -253,7 +273,9 @@ pub fn sync(lab: &Lab, net: &Network, expects: &[Expect], progress: Progress) ->
 fn admitted_everywhere(lab: &Lab, record: &Record, client: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let live = || record.layout.controllers.iter().filter(|c| !record.killed.contains(&c.name));
-    while !live().all(|c| lab.controller(&c.name).openvpn().join(meshwork_compiler::emit::openvpn::CCD_DIR).join(client).exists()) {
+    while !live().all(|c| {
+        lab.controller(&c.name).openvpn().join(meshwork_compiler::emit::openvpn::CCD_DIR).join(client).exists()
+    }) {
         if Instant::now() > deadline {
             return Err(format!("the agents did not admit {client} within 60 s (see {})", lab.logs().display()));
         }
@@ -276,7 +298,10 @@ fn converge(lab: &Lab, record: &Record, progress: Progress) -> Result<(), String
             .filter(|c| located.contains_key(&c.name) && routed_everywhere(lab, record, &c.name))
             .count();
         if routed != shown {
-            progress(&format!("         {}/{total} clients connected, {routed}/{total} routed by every controller", located.len()));
+            progress(&format!(
+                "         {}/{total} clients connected, {routed}/{total} routed by every controller",
+                located.len()
+            ));
             shown = routed;
         }
         if routed == total {
@@ -345,10 +370,10 @@ pub fn down(lab: &Lab, progress: Progress) -> Vec<String> {
         Ok(rt) => problems.extend(rt.block_on(world::teardown(&record.layout))),
         Err(e) => problems.push(e),
     }
-    if problems.is_empty() {
-        if let Err(e) = fs::remove_dir_all(&lab.root) {
-            problems.push(format!("cannot remove {}: {e}", lab.root.display()));
-        }
+    if problems.is_empty()
+        && let Err(e) = fs::remove_dir_all(&lab.root)
+    {
+        problems.push(format!("cannot remove {}: {e}", lab.root.display()));
     }
     problems
 }
@@ -377,13 +402,12 @@ pub fn kill(lab: &Lab, controller: &str) -> Result<Vec<String>, String> {
     let mut record = lab.load()?;
     let host = record.layout.controller(controller).cloned().ok_or_else(|| unknown_controller(&record, controller))?;
     if record.killed.contains(controller) {
-        return Err(format!("controller {controller} is already down; `meshwork lab restore {controller}` brings it back"));
+        return Err(format!(
+            "controller {controller} is already down; `meshwork lab restore {controller}` brings it back"
+        ));
     }
-    let held: Vec<String> = locations(lab, &record)
-        .into_iter()
-        .filter(|(_, (c, _))| c == controller)
-        .map(|(client, _)| client)
-        .collect();
+    let held: Vec<String> =
+        locations(lab, &record).into_iter().filter(|(_, (c, _))| c == controller).map(|(client, _)| client).collect();
     stop_agent(lab, controller, libc::SIGKILL);
     let layout = lab.controller(controller);
     if let Ok(entries) = fs::read_dir(layout.run()) {

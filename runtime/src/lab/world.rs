@@ -247,35 +247,6 @@ fn remove_hosts_file(ns: &str) -> Vec<String> {
     failures
 }
 
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-
-    #[test]
-    fn hosts_file_maps_every_name() {
-        let layout = LabLayout {
-            topology: "t".into(),
-            underlay_ns: "mwl-underlay".into(),
-            pool: "172.31.0.0/16".parse().expect("cidr"),
-            gateway: Ipv4Addr::new(172, 31, 255, 254),
-            controllers: vec![],
-            clients: vec![],
-            lans: vec![],
-            outside: None,
-            names: BTreeMap::from([
-                ("b.example.net".to_owned(), Ipv4Addr::new(172, 31, 0, 2)),
-                ("a.example.net".to_owned(), Ipv4Addr::new(172, 31, 0, 1)),
-            ]),
-        };
-        let text = hosts_file_text(&layout);
-        let lines: Vec<&str> = text.lines().skip(1).collect();
-        assert_eq!(lines, ["127.0.0.1 localhost", "172.31.0.1 a.example.net", "172.31.0.2 b.example.net"]);
-        assert!(text.starts_with(HOSTS_MARKER));
-    }
-}
-
 /// Cuts a host off the underlay (its underlay-side link down), or connects it again. Taking a
 /// link down flushes the routes through it, so coming back re-adds the host's /32.
 pub async fn set_host_link(layout: &LabLayout, host: &LabHost, up: bool) -> io::Result<()> {
@@ -309,4 +280,33 @@ pub fn remove_client(layout: &LabLayout, host: &LabHost) -> Vec<String> {
         failures.extend(remove_hosts_file(&host.netns));
     }
     failures
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn hosts_file_maps_every_name() {
+        let layout = LabLayout {
+            topology: "t".into(),
+            underlay_ns: "mwl-underlay".into(),
+            pool: "172.31.0.0/16".parse().expect("cidr"),
+            gateway: Ipv4Addr::new(172, 31, 255, 254),
+            controllers: vec![],
+            clients: vec![],
+            lans: vec![],
+            outside: None,
+            names: BTreeMap::from([
+                ("b.example.net".to_owned(), Ipv4Addr::new(172, 31, 0, 2)),
+                ("a.example.net".to_owned(), Ipv4Addr::new(172, 31, 0, 1)),
+            ]),
+        };
+        let text = hosts_file_text(&layout);
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(lines, ["127.0.0.1 localhost", "172.31.0.1 a.example.net", "172.31.0.2 b.example.net"]);
+        assert!(text.starts_with(HOSTS_MARKER));
+    }
 }

@@ -190,8 +190,13 @@ fn bind_hosts(source: &std::ffi::CStr, target: &std::ffi::CStr) -> io::Result<()
             return Err(io::Error::last_os_error());
         }
         let root = c"/";
-        if libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null())
-            == -1
+        if libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_SLAVE | libc::MS_REC,
+            std::ptr::null(),
+        ) == -1
         {
             return Err(io::Error::last_os_error());
         }
