@@ -201,7 +201,10 @@ fn client_server(net: &Network, c: &ControllerNet, engine: Option<&EngineNet>, p
     );
     let _ = writeln!(s, "client-config-dir {CCD_DIR}");
     s.push_str("ccd-exclusive\n");
-    let _ = writeln!(s, "max-clients {}", net.clients.len().max(1));
+    // The overlay's size, not the number of clients: a cap that stays put, so adding a client
+    // changes no server config and restarts no server.
+    let hosts = (1u64 << (32 - u32::from(net.overlay.prefix_len()))).saturating_sub(2).max(1);
+    let _ = writeln!(s, "max-clients {hosts}");
     tls(&mut s, &cn, Role::Server, None);
     s.push('\n');
     let _ = writeln!(s, "keepalive {} {}", CLIENT_KEEPALIVE.0, CLIENT_KEEPALIVE.1);
