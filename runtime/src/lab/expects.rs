@@ -92,8 +92,8 @@ fn run_one(record: &Record, net: &Network, located: &Located, index: usize, e: &
     let mut row = Row {
         name: e.name.clone().unwrap_or_else(|| format!("expect {}", index + 1)),
         flow: format!("{} -> {} {service}", endpoint_name(&e.from.value), endpoint_name(&e.to.value)),
-        expected: e.verdict.as_ref().map(|v| verdict(v.value)),
-        static_verdict: expects::decide(net, e).map(|d| verdict(d.action)),
+        expected: e.verdict.as_ref().map(|v| v.value.verb()),
+        static_verdict: expects::decide(net, e).map(|d| d.action.verb()),
         observed: None,
         note: None,
         skipped: false,
@@ -111,14 +111,11 @@ fn run_one(record: &Record, net: &Network, located: &Located, index: usize, e: &
         return row;
     }
     match send(record, &from, &to, proto, port) {
-        Ok(outcome) => row.observed = Some(if outcome == Outcome::Reached { "allow" } else { "drop" }),
+        Ok(Outcome::Reached) => row.observed = Some(Action::Accept.verb()),
+        Ok(Outcome::Dropped) => row.observed = Some(Action::Drop.verb()),
         Err(e) => row.note = Some(e),
     }
     row
-}
-
-fn verdict(a: Action) -> &'static str {
-    a.verb()
 }
 
 fn lan_site_of(record: &Record, ip: Ipv4Addr) -> Option<&super::layout::LanSite> {

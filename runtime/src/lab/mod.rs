@@ -112,10 +112,18 @@ pub fn locations(lab: &Lab, record: &Record) -> BTreeMap<String, (String, String
     best.into_iter().map(|(client, (_, controller, unit))| (client, (controller, unit))).collect()
 }
 
-/// Whether every live controller routes to `client`: it holds it, or a peer it believes does.
+/// Whether an agent's `/status` says it routes to `client`: it holds it, or a peer it
+/// believes does.
+pub fn routes_to(status: &serde_json::Value, client: &str) -> bool {
+    status["clients"].get(client).is_some() || status["remote_clients"].get(client).is_some()
+}
+
+/// Whether every live controller routes to `client`.
 pub fn routed_everywhere(lab: &Lab, record: &Record, client: &str) -> bool {
-    record.layout.controllers.iter().filter(|c| !record.killed.contains(&c.name)).all(|c| {
-        lab.agent_status(&c.name)
-            .is_some_and(|s| s["clients"].get(client).is_some() || s["remote_clients"].get(client).is_some())
-    })
+    record
+        .layout
+        .controllers
+        .iter()
+        .filter(|c| !record.killed.contains(&c.name))
+        .all(|c| lab.agent_status(&c.name).is_some_and(|s| routes_to(&s, client)))
 }

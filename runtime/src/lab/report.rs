@@ -90,11 +90,7 @@ pub fn status(lab: &Lab, record: &Record, net: &Network) -> Status {
             sits_on: located.get(&c.name).map(|(on, unit)| format!("{on}/{unit}")),
             routed_by: statuses
                 .iter()
-                .filter(|(_, s)| {
-                    s.as_ref().is_some_and(|s| {
-                        s["clients"].get(&c.name).is_some() || s["remote_clients"].get(&c.name).is_some()
-                    })
-                })
+                .filter(|(_, s)| s.as_ref().is_some_and(|s| super::routes_to(s, &c.name)))
                 .map(|(n, _)| n.clone())
                 .collect(),
         })

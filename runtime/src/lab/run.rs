@@ -69,13 +69,6 @@ fn bring_up(lab: &Lab, record: &Record, net: &Network, progress: Progress) -> Re
     let rt = netlink_runtime()?;
     rt.block_on(world::build(&record.layout, &mut |m| progress(&format!("         {m}"))))
         .map_err(|e| format!("cannot build the lab's namespaces: {e}"))?;
-    for ns in record.layout.namespaces() {
-        // Replies may come back another way than requests went (e.g. a client answering an
-        // outside address): strict reverse-path filtering would drop them.
-        for key in ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"] {
-            crate::netns::sysctl_write(Some(ns), key, "0").map_err(|e| format!("{ns}: {key}: {e}"))?;
-        }
-    }
 
     step(progress, "keys: a keyset for the topology");
     let state = lab.state();
@@ -104,20 +97,21 @@ fn meshwork(lab: &Lab, args: &[&str], log: &Path) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("meshwork {} failed:\n{}", args.join(" "), tail(log, 15))) }
 }
 
-fn spawn_logged(lab: &Lab, args: &[&str], log: &Path) -> Result<std::process::Child, String> {
+/// `meshwork ARGS` with stdout and stderr appended to `log`, not yet started.
+fn logged_command(lab: &Lab, args: &[&str], log: &Path) -> Result<Command, String> {
     if let Some(dir) = log.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let out =
         fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
-    Command::new(&lab.exe)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", lab.exe.display()))
+    let mut cmd = Command::new(&lab.exe);
+    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    Ok(cmd)
+}
+
+fn spawn_logged(lab: &Lab, args: &[&str], log: &Path) -> Result<std::process::Child, String> {
+    logged_command(lab, args, log)?.spawn().map_err(|e| format!("cannot run {}: {e}", lab.exe.display()))
 }
 
 fn tail(log: &Path, lines: usize) -> String {
@@ -158,14 +152,7 @@ fn start_agent(lab: &Lab, record: &Record, c: &LabHost) -> Result<(), String> {
     let mut args = vec!["agent"];
     args.extend(host_args(record, &state, c));
     let log = lab.logs().join(format!("agent-{}.log", c.name));
-    if let Some(dir) = log.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let out =
-        fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(&lab.exe);
-    cmd.args(&args).stdin(Stdio::null()).stdout(out).stderr(err);
+    let mut cmd = logged_command(lab, &args, &log)?;
     // SAFETY: setsid is async-signal-safe and allocates nothing.
     unsafe {
         cmd.pre_exec(|| if libc::setsid() == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
@@ -256,9 +243,6 @@ pub fn sync(
         record.layout.clients.push(c.clone());
         lab.save(&record)?;
         rt.block_on(world::add_client(&record.layout, c)).map_err(|e| format!("client {}: {e}", c.name))?;
-        for key in ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"] {
-            crate::netns::sysctl_write(Some(&c.netns), key, "0").map_err(|e| format!("{}: {key}: {e}", c.netns))?;
-        }
         admitted_everywhere(lab, &record, &c.name)?;
         start_client(lab, net, c)?;
     }

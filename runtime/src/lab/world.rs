@@ -26,10 +26,19 @@ pub const ETC_NETNS: &str = "/etc/netns";
 /// First line of every hosts file the lab writes: how teardown knows the file is its own.
 const HOSTS_MARKER: &str = "# written by `meshwork lab`; removed by `meshwork lab down`";
 
-/// The underlay routes between hosts, and packets come back on another veth than they left
-/// by, so reverse-path filtering would drop them.
-const UNDERLAY_SYSCTLS: &[(&str, &str)] =
-    &[("net.ipv4.ip_forward", "1"), ("net.ipv4.conf.all.rp_filter", "0"), ("net.ipv4.conf.default.rp_filter", "0")];
+/// Replies may come back another way than requests went (the underlay's veths; a client
+/// answering an outside address), so strict reverse-path filtering, inherited from the host,
+/// would drop them: off in every lab namespace.
+const NO_RP_FILTER: &[&str] = &["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"];
+
+/// A lab namespace, with reverse-path filtering off.
+fn new_namespace(ns: &str) -> io::Result<()> {
+    netns::create(ns)?;
+    for key in NO_RP_FILTER {
+        netns::sysctl_write(Some(ns), key, "0")?;
+    }
+    Ok(())
+}
 
 /// Builds the whole lab. Refuses (AlreadyExists) without touching anything when one of its
 /// namespaces exists; on any later failure it removes what it made before returning the error.
@@ -113,16 +122,14 @@ fn context(err: io::Error, what: &str) -> io::Error {
 }
 
 async fn build_underlay(ns: &str) -> io::Result<Netlink> {
-    netns::create(ns)?;
-    for (key, value) in UNDERLAY_SYSCTLS {
-        netns::sysctl_write(Some(ns), key, value)?;
-    }
+    new_namespace(ns)?;
+    netns::sysctl_write(Some(ns), "net.ipv4.ip_forward", "1")?;
     Netlink::connect_in(ns).await
 }
 
 /// A controller's or client's namespace, joined to the underlay by a veth.
 async fn build_host(underlay: &Netlink, gateway: Ipv4Addr, host: &LabHost) -> io::Result<()> {
-    netns::create(&host.netns)?;
+    new_namespace(&host.netns)?;
     underlay.add_veth(&host.underlay_link, &host.interface, Some(&host.netns)).await?;
     let inside = Netlink::connect_in(&host.netns).await?;
     let end = Attachment { link: &host.underlay_link, inside: &inside, interface: &host.interface };
@@ -131,7 +138,7 @@ async fn build_host(underlay: &Netlink, gateway: Ipv4Addr, host: &LabHost) -> io
 
 /// The outside namespace: every address that belongs to no lab host, on one veth.
 async fn build_outside(underlay: &Netlink, gateway: Ipv4Addr, outside: &Outside) -> io::Result<()> {
-    netns::create(&outside.netns)?;
+    new_namespace(&outside.netns)?;
     let interface = super::layout::HOST_INTERFACE;
     underlay.add_veth(&outside.underlay_link, interface, Some(&outside.netns)).await?;
     let inside = Netlink::connect_in(&outside.netns).await?;
@@ -179,7 +186,7 @@ async fn build_lan_site(layout: &LabLayout, site: &LanSite) -> io::Result<()> {
     let controller = layout.controller(&site.controller).ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidInput, format!("the layout has no controller {}", site.controller))
     })?;
-    netns::create(&site.netns)?;
+    new_namespace(&site.netns)?;
     let outer = Netlink::connect_in(&controller.netns).await?;
     outer.add_veth(&site.controller_link, &site.lan_link, Some(&site.netns)).await?;
     for gateway in &site.gateways {
