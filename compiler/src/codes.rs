@@ -141,4 +141,60 @@ codes! {
     ExpectFailed = "expect::failed", "an expectation does not hold on the compiled firewall",
         "`expect` states the verdict a flow must get. The compiled firewall (first match wins, the \
          policy when nothing matches) gave another; the label shows the rule that decided it.";
+    InvalidMac = "value::invalid-mac", "not a MAC address",
+        "MAC addresses are six two-digit hex octets separated by ':' (or '-'), e.g. 02:00:00:00:00:01.";
+    MulticastMac = "vxlan::multicast-mac", "a vNIC MAC that is multicast or all zero",
+        "A vNIC's own address must be unicast: the lowest bit of the first octet clear, and not \
+         00:00:00:00:00:00. Leave `mac=` out to have a locally administered one (02:…) derived.";
+    DuplicateMac = "vxlan::duplicate-mac", "two vNICs share a MAC address",
+        "MACs must be unique across the whole topology, derived ones included. A derived MAC comes \
+         from a hash of the topology, overlay and vNIC name; a collision is reported, never shifted \
+         silently: give one of the two an explicit `mac=`.";
+    RuleName = "vxlan::rule-name", "an overlay rule name SmartOS cannot take",
+        "SmartOS names an overlay device after its rule with the VNI appended, so a rule name is \
+         letters, digits and '_' and must end in a letter or '_' (`^[a-zA-Z0-9_]+[a-zA-Z_]$`).";
+    VniRange = "vxlan::vni-range", "a VNI outside 1..16 777 215",
+        "A VXLAN network identifier has 24 bits; 0 is reserved. Pick a VNI in 1..=16777215.";
+    DuplicateVni = "vxlan::duplicate-vni", "a VNI used twice on one overlay rule",
+        "An overlay is a rule plus a VNI, so two overlays on one rule need different VNIs (the same \
+         VNI on another rule, which listens on another port, is a different overlay).";
+    RulePortClash = "vxlan::port-clash", "an overlay rule's port clashes with another port",
+        "Every overlay rule (the admin overlay's included) listens on its own UDP port, distinct from \
+         OpenVPN's 1194 and the peering ports 1195..1449. A rule without `port=` takes the highest \
+         port so far + 1, from 4790, skipping ports already taken.";
+    UnknownNodeRef = "vxlan::unknown-node", "a vNIC on a node that is not declared",
+        "`vnic … node=N` must name a declared `node`. Typos get a 'did you mean' suggestion.";
+    UnknownRule = "vxlan::unknown-rule", "an overlay on a rule that is not declared",
+        "`vxlan … rule=R` must name a declared `overlay-rule`. The admin overlay's rule is its own: \
+         user overlays cannot use it.";
+    VnicOutsideSubnet = "vxlan::outside-subnet", "a vNIC address outside its overlay's subnet",
+        "A vNIC's `ip=` must be a usable host address of its overlay's subnet (not the network or \
+         broadcast address).";
+    DuplicateVnicIp = "vxlan::duplicate-ip", "two vNICs of one overlay share an address",
+        "Within one overlay every vNIC needs its own address. Different overlays may reuse subnets \
+         and addresses: they are isolated from each other.";
+    SubnetFull = "vxlan::subnet-full", "an overlay's (or pool's) subnet cannot hold its vNICs",
+        "Addresses are allocated bottom-up in declaration order (the admin overlay from .11, VTEPs \
+         from the pool's first host). Use a shorter prefix.";
+    MissingExternal = "vxlan::missing-external", "a node without `external` in a topology that spans PDCs",
+        "Nodes in different PDCs reach each other only through IPsec between their external \
+         addresses, so once the topology has two PDCs every node with a vNIC on a rule that spans \
+         them (the admin overlay spans every PDC) needs `external=`.";
+    AdminRuleSpansPdcs = "vxlan::admin-rule-spans-pdcs", "a listen=\"admin\" rule with overlays in two PDCs",
+        "A rule that listens on the admin address never leaves one PDC (the admin network does not \
+         cross datacenters). Keep its overlays' vNICs in one PDC, or drop `listen=\"admin\"`.";
+    MtuTooLarge = "vxlan::mtu", "a rule's MTU plus its headers does not fit the underlay",
+        "Each path adds headers: VXLAN 50 bytes (IPv4 20, UDP 8, VXLAN 8, inner Ethernet 14), 4 more \
+         with an inner VLAN tag, and across PDCs the IPsec tunnel: outer IPv4 20, UDP 8 (ESP is \
+         UDP-encapsulated), ESP with AES-GCM 34 + padding to 4 bytes (62-65 in all). The MTU plus \
+         the worst path's headers must fit the smallest underlay MTU of the nodes the rule spans. \
+         On a 1500-byte underlay: 1450 plain, 1446 with VLAN, 1388 across PDCs, 1384 with VLAN. \
+         Leave `mtu=` out to have the largest that fits computed.";
+    AdminOverlay = "vxlan::admin-overlay", "the admin overlay's requirements are not met",
+        "The admin overlay puts one vNIC on every node, in one subnet, from .11 upward, on a rule of \
+         its own (`adminoverlay`): the subnet must hold every node, no user rule may take that name \
+         and no user overlay may use it.";
+    DuplicateNodeAddress = "vxlan::duplicate-address", "two nodes share an admin or external address",
+        "Each node's admin and external addresses are its own; VXLAN and IKE peers are told apart by \
+         them.";
 }

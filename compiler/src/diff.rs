@@ -295,7 +295,7 @@ pub struct PeerChange {
 pub fn diff(old: &Network, new: &Network) -> TopologyDiff {
     let mut attributes = Vec::new();
     attr(&mut attributes, "name", Some(&old.name), Some(&new.name));
-    attr(&mut attributes, "overlay", Some(&old.overlay), Some(&new.overlay));
+    attr(&mut attributes, "overlay", old.overlay.as_ref(), new.overlay.as_ref());
     let shared = SharedDiff { attributes, firewall: firewall_diff(old, new), clients: clients_diff(old, new) };
 
     let old_by_name: BTreeMap<&str, &ControllerNet> = old.controllers.iter().map(|c| (c.name.as_str(), c)).collect();

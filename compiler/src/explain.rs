@@ -34,7 +34,7 @@ pub struct DecidingRule {
 pub fn endpoint(net: &Network, text: &str) -> Result<Ipv4Addr, String> {
     let e = match text.parse::<Ipv4Addr>() {
         Ok(ip) => Endpoint::Ip(ip),
-        Err(_) => Endpoint::Client(text.to_string()),
+        Err(_) => Endpoint::Named(text.to_string()),
     };
     address(net, &e).ok_or_else(|| {
         let hint = crate::grammar::did_you_mean(text, net.clients.iter().map(|c| c.name.as_str()));

@@ -31,6 +31,14 @@ pub enum Ty {
     Selector,
     /// One of a fixed list.
     Choice(&'static [&'static str]),
+    /// An Ethernet address, six hex octets: "02:00:00:00:00:01".
+    Mac,
+    /// An address on an interface: "10.100.0.11" or "10.100.0.11/24".
+    IfAddr,
+    /// An overlay rule's name: SmartOS appends the VNI, so it must end in a letter or '_'.
+    RuleName,
+    /// A VXLAN network identifier, 1..16 777 215.
+    Vni,
 }
 
 #[derive(Debug)]
@@ -90,8 +98,11 @@ pub static TOPOLOGY: NodeSpec = NodeSpec {
 
 pub static OVERLAY: NodeSpec = NodeSpec {
     args: &[v("subnet", Ty::Cidr, true, "IPv4 network for controllers, engines and clients")],
-    required: true,
-    ..node("overlay", "The overlay subnet that controllers, engines and clients take addresses from. Required, once.")
+    ..node(
+        "overlay",
+        "The overlay subnet that controllers, engines and clients take addresses from. Required once the file has \
+         controllers or clients.",
+    )
 };
 
 pub static LICENSE: NodeSpec = NodeSpec {
@@ -233,8 +244,8 @@ pub static FIREWALL: NodeSpec = NodeSpec {
 pub static EXPECT: NodeSpec = NodeSpec {
     args: &[v("name", Ty::String, false, "what the expectation is about")],
     props: &[
-        v("from", Ty::String, true, "client name or overlay address"),
-        v("to", Ty::String, true, "client name or address"),
+        v("from", Ty::String, true, "client, vNIC or node name, or an overlay address"),
+        v("to", Ty::String, true, "client, vNIC or node name, or an address"),
         v("proto", Ty::Choice(PROTOCOLS), false, "tcp, udp, icmp or any (default)"),
         v("port", Ty::Integer { min: 1, max: 65535 }, false, "destination port"),
         v("verdict", Ty::Choice(VERDICTS), true, "\"allow\" or \"drop\""),
@@ -243,9 +254,138 @@ pub static EXPECT: NodeSpec = NodeSpec {
     ..node("expect", "A flow and the verdict the firewall must give it; `check` fails otherwise.")
 };
 
+pub static NODE: NodeSpec = NodeSpec {
+    args: &[v("name", Ty::Name, true, "node name")],
+    props: &[
+        v("pdc", Ty::Name, true, "physical datacenter; nodes in one talk in clear over the admin network"),
+        v("admin", Ty::IfAddr, true, "admin-network address, optionally with its prefix (\"10.100.0.11/24\")"),
+        v("external", Ty::IfAddr, false, "external address: IPsec to nodes in other PDCs; needed once there are two"),
+        v("admin-interface", Ty::Interface, false, "interface of the admin network; default \"eth1\""),
+        v("external-interface", Ty::Interface, false, "interface of the external address; default \"eth0\""),
+        v("mtu", Ty::Integer { min: 576, max: 65535 }, false, "underlay MTU; default 1500"),
+    ],
+    many: true,
+    ..node("node", "A compute node carrying VM NICs (vNICs) on VXLAN overlays (Danube Cloud model).")
+};
+
+pub static LISTEN: &[&str] = &["any", "admin"];
+
+pub static OVERLAY_RULE: NodeSpec = NodeSpec {
+    args: &[v("name", Ty::RuleName, true, "rule name (SmartOS appends the VNI: must end in a letter or '_')")],
+    props: &[
+        v(
+            "port",
+            Ty::Integer { min: 1, max: 65535 },
+            false,
+            "VXLAN UDP port; default the highest so far + 1, from 4790",
+        ),
+        v("mtu", Ty::Integer { min: 68, max: 65535 }, false, "vNIC MTU; computed (the largest that fits) when absent"),
+        v("listen", Ty::Choice(LISTEN), false, "\"admin\": listen on the admin address, never leave one PDC"),
+    ],
+    many: true,
+    ..node("overlay-rule", "A VXLAN template (UDP port, MTU); an overlay is a rule plus a VNI.")
+};
+
+pub static ADMIN_OVERLAY: NodeSpec = NodeSpec {
+    props: &[
+        v("subnet", Ty::Cidr, true, "the admin overlay's network; nodes take addresses from .11 upward"),
+        v("vni", Ty::Vni, false, "VNI; default 2"),
+        v("vlan", Ty::Integer { min: 1, max: 4094 }, false, "inner 802.1Q tag; default 2"),
+        v("port", Ty::Integer { min: 1, max: 65535 }, false, "VXLAN UDP port; default 4793"),
+        v("mtu", Ty::Integer { min: 68, max: 65535 }, false, "MTU; default 1300"),
+    ],
+    ..node("admin-overlay", "Danube's admin overlay: every node gets one vNIC (`adminoverlay_0`) in one subnet.")
+};
+
+static VNIC: NodeSpec = NodeSpec {
+    args: &[v("name", Ty::Name, true, "vNIC name")],
+    props: &[
+        v("node", Ty::Name, true, "the node carrying it"),
+        v("ip", Ty::Ip, false, "address in the overlay's subnet; allocated bottom-up when absent"),
+        v("mac", Ty::Mac, false, "unicast MAC; derived (02:…) from topology, overlay and vNIC name when absent"),
+    ],
+    many: true,
+    ..node("vnic", "A VM's NIC on this overlay.")
+};
+
+pub static VXLAN: NodeSpec = NodeSpec {
+    args: &[v("name", Ty::Name, true, "overlay name")],
+    props: &[
+        v("rule", Ty::RuleName, true, "the overlay rule it uses"),
+        v("vni", Ty::Vni, true, "VXLAN network identifier, unique per rule"),
+        v("subnet", Ty::Cidr, true, "the overlay's IPv4 network (tenants may reuse one)"),
+        v("vlan", Ty::Integer { min: 1, max: 4094 }, false, "inner 802.1Q tag"),
+    ],
+    children: &[&VNIC],
+    many: true,
+    ..node("vxlan", "A VXLAN overlay: a rule plus a VNI, with its vNICs.")
+};
+
+pub static DATAPATHS: &[&str] = &["auto", "kernel", "userspace"];
+
+pub static IPSEC: NodeSpec = NodeSpec {
+    props: &[
+        v("proposals", Ty::String, false, "IKE proposals; default \"aes256gcm16-prfsha256-ecp256\""),
+        v("esp", Ty::String, false, "ESP proposals; default \"aes256gcm16\""),
+        v("vtep-pool", Ty::Cidr, false, "VTEP addresses, one per node; default \"198.19.254.0/24\""),
+        v(
+            "datapath",
+            Ty::Choice(DATAPATHS),
+            false,
+            "\"kernel\" (XFRM), \"userspace\" (libipsec) or \"auto\" (default)",
+        ),
+    ],
+    ..node("ipsec", "The IPsec mesh between nodes in different PDCs (IKEv2, UDP-encapsulated ESP, tunnel mode).")
+};
+
+const NODE_RULE_PROPS: &[Value] = &[
+    v("from", Ty::Selector, true, "source: any, a CIDR or fwset:S"),
+    v("proto", Ty::Choice(PROTOCOLS), false, "tcp, udp, icmp or any (default)"),
+    v("port", Ty::Port, false, "destination port, range or fwset:S (tcp/udp only)"),
+];
+
+static NODE_ALLOW: NodeSpec = NodeSpec {
+    props: NODE_RULE_PROPS,
+    many: true,
+    toml_tagged: Some(("rule", "action")),
+    ..node("allow", "Accept matching traffic.")
+};
+
+static NODE_DENY: NodeSpec = NodeSpec {
+    props: NODE_RULE_PROPS,
+    many: true,
+    toml_tagged: Some(("rule", "action")),
+    ..node("deny", "Drop matching traffic.")
+};
+
+pub static NODE_FIREWALL: NodeSpec = NodeSpec {
+    props: &[v("policy", Ty::Choice(POLICIES), false, "verdict when no rule matches; default \"accept\"")],
+    children: &[&NODE_ALLOW, &NODE_DENY],
+    ..node(
+        "node-firewall",
+        "Input policy of every node's external interface; nodes' external addresses, IKE and ESP are always allowed.",
+    )
+};
+
 /// The nodes allowed at the top of a file, in reference order.
-pub static TOP: &[&NodeSpec] =
-    &[&TOPOLOGY, &OVERLAY, &LICENSE, &CONTROLLER, &PEERING, &CLIENT, &CLIENTS, &FWSET, &FIREWALL, &EXPECT];
+pub static TOP: &[&NodeSpec] = &[
+    &TOPOLOGY,
+    &OVERLAY,
+    &LICENSE,
+    &CONTROLLER,
+    &PEERING,
+    &CLIENT,
+    &CLIENTS,
+    &FWSET,
+    &FIREWALL,
+    &NODE,
+    &OVERLAY_RULE,
+    &ADMIN_OVERLAY,
+    &VXLAN,
+    &IPSEC,
+    &NODE_FIREWALL,
+    &EXPECT,
+];
 
 /// The closest candidate to a misspelt word, if any is close enough to be a likely typo: at
 /// most a third of its letters edited (at least one), or a high Jaro-Winkler similarity.

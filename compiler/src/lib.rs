@@ -28,6 +28,7 @@ pub mod syntax;
 #[cfg(test)]
 mod testing;
 pub mod values;
+pub mod vxlan;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::model::Topology;
@@ -74,8 +75,11 @@ pub fn analyze(file: SourceFile) -> Analysis {
     let topology = lower::lower(&raw);
     let ctx = rules::Context::new(&topology);
     rules::check_all(&ctx, &mut diags);
-    let network =
-        if diags.has_errors() { None } else { Network::resolve(&topology, &ctx.allocation, ctx.mesh.clone()) };
+    let network = if diags.has_errors() {
+        None
+    } else {
+        Network::resolve(&topology, &ctx.allocation, &ctx.vx_allocation, ctx.mesh.clone())
+    };
     if let Some(net) = &network {
         rules::expects::check(&topology, net, &mut diags);
     }

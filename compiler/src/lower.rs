@@ -8,12 +8,17 @@ use crate::model::*;
 use crate::syntax::{RawDoc, RawNode, RawValue, Scalar};
 use crate::values;
 
+mod vxlan;
+
 pub fn lower(doc: &RawDoc) -> Topology {
     let mut t = Topology::default();
     for n in &doc.nodes {
         match n.name.as_str() {
             "topology" if t.name.is_none() => t.name = arg_str(n, 0),
-            "overlay" if t.overlay.is_none() => t.overlay = arg(n, 0).and_then(|v| read(v, values::cidr)),
+            "overlay" if !t.overlay_given => {
+                t.overlay_given = true;
+                t.overlay = arg(n, 0).and_then(|v| read(v, values::cidr));
+            }
             "license" => {
                 t.license.controllers = bounded(n, &grammar::LICENSE, "controllers");
                 t.license.clients = bounded(n, &grammar::LICENSE, "clients");
@@ -25,46 +30,52 @@ pub fn lower(doc: &RawDoc) -> Topology {
             "fwset" => t.fwsets.extend(fwset(n)),
             "firewall" => t.firewall = firewall(n),
             "expect" => t.expects.extend(expect(n)),
+            "node" => t.nodes.extend(vxlan::node(n)),
+            "overlay-rule" => t.overlay_rules.extend(vxlan::overlay_rule(n)),
+            "admin-overlay" if t.admin_overlay.is_none() => t.admin_overlay = Some(vxlan::admin_overlay(n)),
+            "vxlan" => t.vxlans.extend(vxlan::vxlan(n)),
+            "ipsec" => t.ipsec = vxlan::ipsec(n),
+            "node-firewall" => t.node_firewall = vxlan::node_firewall(n),
             _ => {}
         }
     }
     t
 }
 
-fn arg(n: &RawNode, i: usize) -> Option<&RawValue> {
+pub(super) fn arg(n: &RawNode, i: usize) -> Option<&RawValue> {
     n.arg(i)
 }
 
-fn arg_str(n: &RawNode, i: usize) -> Option<Sp<String>> {
+pub(super) fn arg_str(n: &RawNode, i: usize) -> Option<Sp<String>> {
     n.arg(i).and_then(|v| values::as_str(v).map(|s| Sp::new(s.to_string(), v.span)))
 }
 
 /// A name argument, if present and valid.
-fn name_arg(n: &RawNode) -> Option<Sp<String>> {
+pub(super) fn name_arg(n: &RawNode) -> Option<Sp<String>> {
     arg_str(n, 0).filter(|s| values::name(s).is_ok())
 }
 
-fn read<T>(v: &RawValue, parse: impl Fn(&str) -> Result<T, values::Refusal>) -> Option<Sp<T>> {
+pub(super) fn read<T>(v: &RawValue, parse: impl Fn(&str) -> Result<T, values::Refusal>) -> Option<Sp<T>> {
     values::as_str(v).and_then(|s| parse(s).ok()).map(|x| Sp::new(x, v.span))
 }
 
 /// An integer within the grammar's bounds for `key` on `spec`; out-of-range values were
 /// reported by the shape checker and must not reach the model (a huge count or cost would
 /// exhaust memory or overflow path costs).
-fn bounded(n: &RawNode, spec: &grammar::NodeSpec, key: &str) -> Option<Sp<u32>> {
+pub(super) fn bounded(n: &RawNode, spec: &grammar::NodeSpec, key: &str) -> Option<Sp<u32>> {
     let v = n.prop(key)?;
     let grammar::Ty::Integer { min, max } = spec.value(key)?.ty else { return None };
     values::integer(v, min, max).ok().and_then(|x| u32::try_from(x).ok()).map(|x| Sp::new(x, v.span))
 }
 
-fn bool_of(v: &RawValue) -> Option<bool> {
+pub(super) fn bool_of(v: &RawValue) -> Option<bool> {
     match v.value {
         Scalar::Bool(b) => Some(b),
         _ => None,
     }
 }
 
-fn choice<'a>(n: &'a RawNode, key: &str) -> Option<(&'a str, &'a RawValue)> {
+pub(super) fn choice<'a>(n: &'a RawNode, key: &str) -> Option<(&'a str, &'a RawValue)> {
     n.prop(key).and_then(|v| values::as_str(v).map(|s| (s, v)))
 }
 
@@ -170,7 +181,7 @@ fn fwset(n: &RawNode) -> Option<FwSet> {
     })
 }
 
-fn proto_of(n: &RawNode) -> Option<Sp<Proto>> {
+pub(super) fn proto_of(n: &RawNode) -> Option<Sp<Proto>> {
     choice(n, "proto").and_then(|(s, v)| {
         let p = match s {
             "tcp" => Proto::Tcp,
@@ -215,7 +226,7 @@ fn endpoint(n: &RawNode, key: &str) -> Option<Sp<Endpoint>> {
     let s = values::as_str(v)?;
     let e = match s.parse::<Ipv4Addr>() {
         Ok(ip) => Endpoint::Ip(ip),
-        Err(_) => Endpoint::Client(s.to_string()),
+        Err(_) => Endpoint::Named(s.to_string()),
     };
     Some(Sp::new(e, v.span))
 }

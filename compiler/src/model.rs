@@ -8,6 +8,10 @@ use ipnet::Ipv4Net;
 
 use crate::source::Span;
 
+pub mod vxlan;
+
+pub use vxlan::{AdminOverlay, Ipsec, Node, NodeFirewall, OverlayRule, Vxlan};
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sp<T> {
     pub value: T,
@@ -36,6 +40,8 @@ pub const DEFAULT_LINK_COST: u32 = 1;
 pub struct Topology {
     pub name: Option<Sp<String>>,
     pub overlay: Option<Sp<Ipv4Net>>,
+    /// An `overlay` node is in the file, even if its value is invalid (reported already).
+    pub overlay_given: bool,
     pub license: License,
     pub controllers: Vec<Controller>,
     pub peering: Peering,
@@ -43,6 +49,12 @@ pub struct Topology {
     pub fwsets: Vec<FwSet>,
     pub firewall: Firewall,
     pub expects: Vec<Expect>,
+    pub nodes: Vec<Node>,
+    pub overlay_rules: Vec<OverlayRule>,
+    pub admin_overlay: Option<AdminOverlay>,
+    pub vxlans: Vec<Vxlan>,
+    pub ipsec: Ipsec,
+    pub node_firewall: NodeFirewall,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -240,7 +252,8 @@ pub struct Rule {
 /// One end of an expected flow.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
-    Client(String),
+    /// A client, a vNIC, or a node (its admin-overlay vNIC).
+    Named(String),
     Ip(Ipv4Addr),
 }
 

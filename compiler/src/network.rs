@@ -9,6 +9,8 @@ use crate::alloc::Allocation;
 use crate::firewall::CompiledFirewall;
 use crate::model::{Host, Topology};
 use crate::peering::{self, Mesh};
+use crate::vxlan::VxlanNet;
+use crate::vxlan::alloc::VxAllocation;
 
 /// The UDP port clients connect to, on every controller and engine.
 pub const CLIENT_PORT: u16 = 1194;
@@ -23,8 +25,9 @@ pub const PLUGIN_BRIDGE: &str = "plugin0";
 #[derive(Clone, Debug)]
 pub struct Network {
     pub name: String,
-    pub overlay: Ipv4Net,
-    pub shared_address: Ipv4Addr,
+    /// The controllers' overlay; None in a topology of compute nodes alone.
+    pub overlay: Option<Ipv4Net>,
+    pub shared_address: Option<Ipv4Addr>,
     /// By id.
     pub controllers: Vec<ControllerNet>,
     /// In declaration order.
@@ -32,6 +35,8 @@ pub struct Network {
     pub tunnels: Vec<peering::Tunnel>,
     pub mesh: Mesh,
     pub firewall: CompiledFirewall,
+    /// Compute nodes and their VXLAN overlays; empty when the topology has no nodes.
+    pub vxlan: VxlanNet,
 }
 
 #[derive(Clone, Debug)]
@@ -41,6 +46,8 @@ pub struct ControllerNet {
     pub address: Host,
     pub interface: String,
     pub cores: Option<u32>,
+    /// The overlay this controller serves (the topology's).
+    pub overlay: Ipv4Net,
     pub overlay_ip: Ipv4Addr,
     pub lans: Vec<Ipv4Net>,
     pub engines: Option<EngineSet>,
@@ -96,8 +103,8 @@ impl Network {
     }
 
     /// Resolves a topology that validated without errors. Returns None only if it did not.
-    pub fn resolve(t: &Topology, a: &Allocation, mesh: Mesh) -> Option<Network> {
-        let overlay = t.overlay.as_ref()?.value;
+    pub fn resolve(t: &Topology, a: &Allocation, vx: &VxAllocation, mesh: Mesh) -> Option<Network> {
+        let overlay = t.overlay.as_ref().map(|o| o.value);
         let any_engines = t.controllers.iter().any(|c| c.engines.is_some());
         let mut controllers = Vec::new();
         for c in &t.controllers {
@@ -132,6 +139,7 @@ impl Network {
                 address: c.address.as_ref()?.value.clone(),
                 interface: c.interface.value.clone(),
                 cores: c.cores.as_ref().map(|x| x.value),
+                overlay: overlay?,
                 overlay_ip: *a.controllers.get(&c.name.value)?,
                 lans: c.lans.iter().map(|l| l.value).collect(),
                 engines,
@@ -155,11 +163,12 @@ impl Network {
         Some(Network {
             name: t.name.as_ref()?.value.clone(),
             overlay,
-            shared_address: a.shared?,
+            shared_address: a.shared,
             controllers,
             clients,
             tunnels: mesh.tunnels(),
             firewall: CompiledFirewall::compile(t, a),
+            vxlan: VxlanNet::resolve(t, vx)?,
             mesh,
         })
     }

@@ -204,6 +204,12 @@ fn value(v: &Value) -> Json {
             ]
         }),
         Ty::Choice(choices) => json!({ "type": "string", "enum": choices }),
+        Ty::Mac => json!({ "type": "string", "pattern": "^[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}$" }),
+        Ty::IfAddr => json!({ "type": "string", "pattern": format!("^(?:{OCTET}\\.){{3}}{OCTET}(?:/{PREFIX})?$") }),
+        Ty::RuleName => {
+            json!({ "type": "string", "pattern": format!("^[A-Za-z0-9_]{{1,{}}}[A-Za-z_]$", MAX_NAME_LEN - 1) })
+        }
+        Ty::Vni => json!({ "type": "integer", "minimum": 1, "maximum": 16_777_215 }),
     };
     schema["description"] = v.doc.into();
     schema
@@ -256,7 +262,7 @@ mod tests {
         assert_eq!(schema, json_schema());
         assert_eq!(schema["title"], "meshwork topology (TOML form)");
         assert_eq!(schema["additionalProperties"], false);
-        assert_eq!(schema["required"], json!(["topology", "overlay"]));
+        assert_eq!(schema["required"], json!(["topology"]));
         for (name, def) in schema["$defs"].as_object().unwrap() {
             assert_eq!(def.get("additionalProperties"), Some(&json!(false)), "{name}");
         }

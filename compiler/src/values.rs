@@ -7,6 +7,7 @@ use ipnet::Ipv4Net;
 
 use crate::codes::Code;
 use crate::grammar::Ty;
+use crate::model::vxlan::{IfAddr, MAX_VNI, Mac};
 use crate::model::{Host, PortRange, PortSpec, Selector};
 use crate::syntax::{RawValue, Scalar};
 
@@ -197,6 +198,56 @@ pub fn tags(text: &str) -> Result<Vec<String>, Refusal> {
     text.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| name(t).map(|()| t.to_string())).collect()
 }
 
+pub fn mac(text: &str) -> Result<Mac, Refusal> {
+    let mac: Mac = text.parse().map_err(|()| {
+        refuse(Code::InvalidMac, format!("`{text}` is not a MAC address"), "not a MAC address")
+            .help("write six hex octets separated by ':', e.g. \"02:00:00:00:00:01\"")
+    })?;
+    if mac.is_multicast() || mac.is_zero() {
+        return Err(refuse(
+            Code::MulticastMac,
+            format!("{mac} is not a unicast address"),
+            if mac.is_zero() { "all-zero address" } else { "multicast bit set" },
+        )
+        .help("a vNIC needs a unicast MAC: the lowest bit of the first octet clear, e.g. 02:…; or leave mac= out to derive one"));
+    }
+    Ok(mac)
+}
+
+/// An address on an interface, optionally with its prefix length (host bits allowed).
+pub fn if_addr(text: &str) -> Result<IfAddr, Refusal> {
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) => {
+            let prefix = p.parse::<u8>().ok().filter(|p| *p <= 32).ok_or_else(|| {
+                refuse(Code::InvalidCidr, format!("`{text}` has no valid prefix length"), "prefix must be 0..=32")
+            })?;
+            (a, prefix)
+        }
+        None => (text, 32),
+    };
+    Ok(IfAddr { ip: ip(addr)?, prefix })
+}
+
+pub fn rule_name(text: &str) -> Result<(), Refusal> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let last_ok = text.chars().last().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if text.len() >= 2 && text.len() <= MAX_NAME_LEN && text.chars().all(ok_char) && last_ok {
+        Ok(())
+    } else {
+        Err(refuse(Code::RuleName, format!("`{text}` cannot name an overlay rule"), "SmartOS cannot take this name")
+            .help("use at least two letters, digits or '_', ending in a letter or '_' (SmartOS appends the VNI to the name)"))
+    }
+}
+
+pub fn vni(v: &RawValue) -> Result<u32, Refusal> {
+    match v.value {
+        Scalar::Integer(n) if (1..=i128::from(MAX_VNI)).contains(&n) => Ok(n as u32),
+        Scalar::Integer(n) => Err(refuse(Code::VniRange, format!("VNI {n} is out of range"), "VNIs are 1..=16777215")
+            .help("a VXLAN network identifier has 24 bits, and 0 is reserved")),
+        _ => Err(wrong_type("an integer", v)),
+    }
+}
+
 /// Checks `v` against `ty`; Ok when the lowering will be able to read it.
 pub fn check(ty: Ty, v: &RawValue) -> Result<(), Refusal> {
     match ty {
@@ -215,6 +266,10 @@ pub fn check(ty: Ty, v: &RawValue) -> Result<(), Refusal> {
         Ty::Interface => interface(string(v, "an interface name (string)")?),
         Ty::Port => port(v).map(drop),
         Ty::Selector => selector(string(v, "a selector (string)")?).map(drop),
+        Ty::Mac => mac(string(v, "a MAC address (string)")?).map(drop),
+        Ty::IfAddr => if_addr(string(v, "an address (string)")?).map(drop),
+        Ty::RuleName => rule_name(string(v, "a rule name (string)")?),
+        Ty::Vni => vni(v).map(drop),
         Ty::Choice(choices) => {
             let s = string(v, "a string")?;
             if choices.contains(&s) {

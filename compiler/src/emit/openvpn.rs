@@ -103,7 +103,8 @@ pub fn configs(net: &Network, c: &ControllerNet) -> Vec<(String, String)> {
 /// Every client's ccd file, as (client name, content). They are the same on every controller,
 /// so the build writes them once (`ccd/<client>`) and each controller's `openvpn/ccd` links there.
 pub fn ccd_files(net: &Network) -> Vec<(&str, String)> {
-    let mask = net.overlay.netmask().to_string();
+    let Some(overlay) = net.overlay else { return Vec::new() };
+    let mask = overlay.netmask().to_string();
     net.clients.iter().map(|client| (client.name.as_str(), ccd(net, client, &mask))).collect()
 }
 
@@ -191,7 +192,7 @@ fn client_server(net: &Network, c: &ControllerNet, engine: Option<&EngineNet>, p
     let _ = writeln!(s, "dev {TUN_DEVICE}");
     s.push_str("dev-type tun\n");
     s.push_str("topology subnet\n");
-    let _ = writeln!(s, "ifconfig {overlay_ip} {}", net.overlay.netmask());
+    let _ = writeln!(s, "ifconfig {overlay_ip} {}", c.overlay.netmask());
     s.push_str("push \"topology subnet\"\n");
     let _ = writeln!(s, "push \"route-gateway {overlay_ip}\"");
     s.push_str(pushes);
@@ -203,7 +204,7 @@ fn client_server(net: &Network, c: &ControllerNet, engine: Option<&EngineNet>, p
     s.push_str("ccd-exclusive\n");
     // The overlay's size, not the number of clients: a cap that stays put, so adding a client
     // changes no server config and restarts no server.
-    let hosts = (1u64 << (32 - u32::from(net.overlay.prefix_len()))).saturating_sub(2).max(1);
+    let hosts = (1u64 << (32 - u32::from(c.overlay.prefix_len()))).saturating_sub(2).max(1);
     let _ = writeln!(s, "max-clients {hosts}");
     tls(&mut s, &cn, Role::Server, None);
     s.push('\n');

@@ -128,7 +128,7 @@ pub fn table(net: &Network, c: &ControllerNet) -> RouteTable {
         controller: c.name.clone(),
         id: c.id,
         local: Local {
-            overlay: net.overlay,
+            overlay: c.overlay,
             overlay_ip: c.overlay_ip,
             dev: TUN_DEVICE.to_string(),
             lans: c.lans.iter().map(Ipv4Net::trunc).collect(),

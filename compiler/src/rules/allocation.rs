@@ -6,4 +6,5 @@ use crate::diagnostic::Diagnostics;
 
 pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
     out.extend(ctx.allocation.problems.iter().cloned());
+    out.extend(ctx.vx_allocation.problems.iter().cloned());
 }

@@ -13,7 +13,7 @@ use crate::network::Network;
 pub fn address(net: &Network, e: &Endpoint) -> Option<Ipv4Addr> {
     match e {
         Endpoint::Ip(ip) => Some(*ip),
-        Endpoint::Client(name) => net.clients.iter().find(|c| &c.name == name).map(|c| c.ip),
+        Endpoint::Named(name) => net.clients.iter().find(|c| &c.name == name).map(|c| c.ip),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod expects;
 pub mod license;
 pub mod names;
 pub mod networks;
+pub mod overlay;
 pub mod peering;
 pub mod references;
 
@@ -14,21 +15,29 @@ use crate::alloc::{self, Allocation};
 use crate::diagnostic::Diagnostics;
 use crate::model::Topology;
 use crate::peering::Mesh;
+use crate::vxlan::alloc::{self as vx_alloc, VxAllocation};
 
 /// What the rules share, computed once.
 pub struct Context<'a> {
     pub topology: &'a Topology,
     pub allocation: Allocation,
     pub mesh: Mesh,
+    pub vx_allocation: VxAllocation,
 }
 
 impl<'a> Context<'a> {
     pub fn new(topology: &'a Topology) -> Self {
-        Self { topology, allocation: alloc::allocate(topology), mesh: Mesh::new(topology) }
+        Self {
+            topology,
+            allocation: alloc::allocate(topology),
+            mesh: Mesh::new(topology),
+            vx_allocation: vx_alloc::allocate(topology),
+        }
     }
 }
 
 pub fn check_all(ctx: &Context<'_>, out: &mut Diagnostics) {
+    overlay::check(ctx, out);
     names::check(ctx, out);
     license::check(ctx, out);
     allocation::check(ctx, out);

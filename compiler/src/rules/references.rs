@@ -126,7 +126,7 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
     }
     for e in &t.expects {
         for end in [&e.from, &e.to] {
-            if let Endpoint::Client(name) = &end.value
+            if let Endpoint::Named(name) = &end.value
                 && !clients.contains(name.as_str())
             {
                 out.push(unknown("client", name, end.span, &mut clients.iter().copied()));

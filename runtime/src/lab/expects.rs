@@ -65,7 +65,7 @@ struct Place {
 
 fn endpoint_name(e: &Endpoint) -> String {
     match e {
-        Endpoint::Client(name) => name.clone(),
+        Endpoint::Named(name) => name.clone(),
         Endpoint::Ip(ip) => ip.to_string(),
     }
 }
@@ -148,7 +148,7 @@ fn place(record: &Record, net: &Network, located: &Located, e: &Endpoint) -> Res
         Ok(Place { netns: c.netns.clone(), address: ip, controller: Some(controller.clone()), outside: false })
     };
     let ip = match e {
-        Endpoint::Client(name) => {
+        Endpoint::Named(name) => {
             let c = record.layout.client(name).ok_or_else(|| format!("the lab has no client {name}"))?;
             let ip = net.clients.iter().find(|n| &n.name == name).map(|n| n.ip).ok_or("unknown client")?;
             return client_place(c, ip);

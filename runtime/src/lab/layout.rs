@@ -238,14 +238,14 @@ fn expect_addresses(expects: &[Expect]) -> BTreeSet<Ipv4Addr> {
         .flat_map(|e| [&e.from.value, &e.to.value])
         .filter_map(|end| match end {
             Endpoint::Ip(ip) => Some(*ip),
-            Endpoint::Client(_) => None,
+            Endpoint::Named(_) => None,
         })
         .collect()
 }
 
 /// Every network the topology uses, so the pool can stay clear of them.
 fn used_networks(net: &Network, expect_ips: &BTreeSet<Ipv4Addr>) -> Vec<Ipv4Net> {
-    let mut used = vec![net.overlay];
+    let mut used: Vec<Ipv4Net> = net.overlay.into_iter().collect();
     for c in &net.controllers {
         used.extend(&c.lans);
         used.extend(c.engines.as_ref().map(|e| e.subnet));
@@ -356,7 +356,9 @@ fn lan_site(controller: &str, lans: &[Ipv4Net], expect_ips: &BTreeSet<Ipv4Addr>)
 /// served elsewhere), not a controller's address and not inside an engine subnet (the runtime
 /// puts those inside the controller's namespace).
 fn outside(net: &Network, controllers: &[LabHost], expect_ips: &BTreeSet<Ipv4Addr>) -> Option<Outside> {
-    let elsewhere: Vec<Ipv4Net> = std::iter::once(net.overlay)
+    let elsewhere: Vec<Ipv4Net> = net
+        .overlay
+        .into_iter()
         .chain(net.controllers.iter().flat_map(|c| c.lans.iter().copied()))
         .chain(net.controllers.iter().filter_map(|c| c.engines.as_ref().map(|e| e.subnet)))
         .chain(controllers.iter().map(|c| Ipv4Net::from(c.address)))
