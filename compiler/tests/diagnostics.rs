@@ -492,6 +492,208 @@ fn every_problem_in_one_run() {
     }
 }
 
+// --- VXLAN ---------------------------------------------------------------------------------
+
+/// Three nodes in two PDCs and one rule, after BASE: the tests' own lines start at line 8.
+const NODES: &str = "node \"cn-1\" pdc=\"prague\" admin=\"10.100.0.11/24\" external=\"198.18.0.11/24\"\n\
+node \"cn-2\" pdc=\"prague\" admin=\"10.100.0.12/24\" external=\"198.18.0.12/24\"\n\
+node \"cn-3\" pdc=\"brno\" admin=\"10.100.1.13/24\" external=\"198.18.1.13/24\"\n\
+overlay-rule \"tenants\" port=4790\n";
+
+fn vx(extra: &str) -> Checked {
+    kdl(&format!("{NODES}{extra}"))
+}
+
+#[test]
+fn vxlan_base_is_clean_and_tenants_may_reuse_addresses() {
+    vx("vxlan \"a\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/24\" { vnic \"a1\" node=\"cn-1\" ip=\"10.44.0.5\"; vnic \"a2\" node=\"cn-3\"; }\n\
+        vxlan \"b\" rule=\"tenants\" vni=11 subnet=\"10.44.0.0/24\" { vnic \"b1\" node=\"cn-2\" ip=\"10.44.0.5\"; vnic \"b2\" node=\"cn-3\"; }\n")
+        .clean();
+}
+
+#[test]
+fn a_file_of_nodes_alone_needs_no_overlay() {
+    raw("t.kdl", &format!("topology \"t\"\n{NODES}")).clean();
+}
+
+#[test]
+fn malformed_mac() {
+    vx("vxlan \"a\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/24\" { vnic \"a1\" node=\"cn-1\" mac=\"02:00:zz:00:00:01\"; }\n")
+        .has("value::invalid-mac", 8, 83, "\"02:00:zz:00:00:01\"");
+}
+
+#[test]
+fn multicast_mac() {
+    vx("vxlan \"a\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/24\" { vnic \"a1\" node=\"cn-1\" mac=\"01:00:5e:00:00:01\"; }\n")
+        .has("vxlan::multicast-mac", 8, 83, "\"01:00:5e:00:00:01\"");
+}
+
+#[test]
+fn mac_used_twice_anywhere() {
+    vx("vxlan \"a\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/24\" {\n vnic \"a1\" node=\"cn-1\" mac=\"02:00:00:00:00:01\"\n}\n\
+        vxlan \"b\" rule=\"tenants\" vni=11 subnet=\"10.45.0.0/24\" {\n vnic \"b1\" node=\"cn-2\" mac=\"02:00:00:00:00:01\"\n}\n")
+        .has("vxlan::duplicate-mac", 12, 28, "\"02:00:00:00:00:01\"")
+        .help_contains("vxlan::duplicate-mac", "never shifted");
+}
+
+#[test]
+fn rule_name_smartos_cannot_take() {
+    vx("overlay-rule \"tenants2\"\n").has("vxlan::rule-name", 8, 14, "\"tenants2\"");
+}
+
+#[test]
+fn vni_out_of_range() {
+    vx("vxlan \"a\" rule=\"tenants\" vni=16777216 subnet=\"10.44.0.0/24\"\n").has(
+        "vxlan::vni-range",
+        8,
+        30,
+        "16777216",
+    );
+    vx("vxlan \"a\" rule=\"tenants\" vni=0 subnet=\"10.44.0.0/24\"\n").has("vxlan::vni-range", 8, 30, "0");
+}
+
+#[test]
+fn vni_used_twice_on_one_rule() {
+    vx("vxlan \"a\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/24\"\nvxlan \"b\" rule=\"tenants\" vni=10 subnet=\"10.45.0.0/24\"\n")
+        .has("vxlan::duplicate-vni", 9, 30, "10");
+    // The same VNI on another rule is another overlay.
+    vx("overlay-rule \"other\"\nvxlan \"a\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/24\"\nvxlan \"b\" rule=\"other\" vni=10 subnet=\"10.45.0.0/24\"\n")
+        .clean();
+}
+
+#[test]
+fn rule_ports_clash() {
+    vx("overlay-rule \"other\" port=1194\n").has("vxlan::port-clash", 8, 27, "1194");
+    vx("overlay-rule \"other\" port=1196\n").has("vxlan::port-clash", 8, 27, "1196");
+    vx("overlay-rule \"other\" port=4790\n").has("vxlan::port-clash", 8, 27, "4790");
+}
+
+#[test]
+fn vnic_on_unknown_node_or_rule() {
+    vx("vxlan \"a\" rule=\"tenant\" vni=10 subnet=\"10.44.0.0/24\" { vnic \"a1\" node=\"cn-4\"; }\n")
+        .has("vxlan::unknown-rule", 8, 16, "\"tenant\"")
+        .help_contains("vxlan::unknown-rule", "`tenants`")
+        .has("vxlan::unknown-node", 8, 71, "\"cn-4\"")
+        .help_contains("vxlan::unknown-node", "did you mean");
+}
+
+#[test]
+fn vnic_address_outside_subnet_or_taken_twice() {
+    vx("vxlan \"a\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/24\" {\n vnic \"a1\" node=\"cn-1\" ip=\"10.45.0.1\"\n vnic \"a2\" node=\"cn-1\" ip=\"10.44.0.255\"\n}\n")
+        .has("vxlan::outside-subnet", 9, 27, "\"10.45.0.1\"")
+        .has("vxlan::outside-subnet", 10, 27, "\"10.44.0.255\"")
+        .help_contains("vxlan::outside-subnet", "10.44.0.1 to 10.44.0.254");
+    vx("vxlan \"a\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/24\" {\n vnic \"a1\" node=\"cn-1\" ip=\"10.44.0.9\"\n vnic \"a2\" node=\"cn-2\" ip=\"10.44.0.9\"\n}\n")
+        .has("vxlan::duplicate-ip", 10, 27, "\"10.44.0.9\"");
+}
+
+#[test]
+fn overlay_subnet_full() {
+    vx("vxlan \"a\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/30\" {\n vnic \"a1\" node=\"cn-1\"\n vnic \"a2\" node=\"cn-1\"\n vnic \"a3\" node=\"cn-2\"\n}\n")
+        .has("vxlan::subnet-full", 11, 7, "\"a3\"");
+}
+
+#[test]
+fn node_without_external_across_pdcs() {
+    vx("node \"cn-4\" pdc=\"brno\" admin=\"10.100.1.14/24\"\n\
+        vxlan \"a\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/24\" { vnic \"a1\" node=\"cn-1\"; vnic \"a2\" node=\"cn-4\"; }\n")
+        .has("vxlan::missing-external", 8, 6, "\"cn-4\"");
+}
+
+#[test]
+fn listen_admin_rule_spanning_pdcs() {
+    vx("overlay-rule \"backend\" listen=\"admin\"\n\
+        vxlan \"a\" rule=\"backend\" vni=10 subnet=\"10.44.0.0/24\" { vnic \"a1\" node=\"cn-1\"; vnic \"a2\" node=\"cn-3\"; }\n")
+        .has("vxlan::admin-rule-spans-pdcs", 8, 31, "\"admin\"");
+    // Within one PDC it is what listen="admin" is for.
+    vx("overlay-rule \"backend\" listen=\"admin\"\n\
+        vxlan \"a\" rule=\"backend\" vni=10 subnet=\"10.44.0.0/24\" { vnic \"a1\" node=\"cn-1\"; vnic \"a2\" node=\"cn-2\"; }\n")
+        .clean();
+}
+
+#[test]
+fn mtu_that_does_not_fit_the_worst_path() {
+    vx("overlay-rule \"big\" mtu=1400\n\
+        vxlan \"a\" rule=\"big\" vni=10 subnet=\"10.44.0.0/24\" vlan=7 { vnic \"a1\" node=\"cn-1\"; vnic \"a2\" node=\"cn-3\"; }\n")
+        .has("vxlan::mtu", 8, 24, "1400")
+        .help_contains(
+            "vxlan::mtu",
+            "1400 + 50 (VXLAN) + 4 (VLAN tag) + 62 (IPsec: outer IPv4 20, UDP 8, ESP 34) + 0 (ESP padding) = 1516 > 1500",
+        )
+        .help_contains("vxlan::mtu", "the largest that fits is 1384");
+    // 1400 fits a path in clear.
+    vx("overlay-rule \"big\" mtu=1400\n\
+        vxlan \"a\" rule=\"big\" vni=10 subnet=\"10.44.0.0/24\" vlan=7 { vnic \"a1\" node=\"cn-1\"; vnic \"a2\" node=\"cn-2\"; }\n")
+        .clean();
+}
+
+#[test]
+fn admin_overlay_requirements() {
+    vx("admin-overlay subnet=\"10.99.0.0/29\"\n").has("vxlan::admin-overlay", 8, 22, "\"10.99.0.0/29\"");
+    vx("admin-overlay subnet=\"10.99.0.0/24\"\noverlay-rule \"adminoverlay\"\n").has(
+        "vxlan::admin-overlay",
+        9,
+        14,
+        "\"adminoverlay\"",
+    );
+    vx("admin-overlay subnet=\"10.99.0.0/24\"\nvxlan \"x\" rule=\"adminoverlay\" vni=9 subnet=\"10.44.0.0/24\"\n").has(
+        "vxlan::admin-overlay",
+        9,
+        16,
+        "\"adminoverlay\"",
+    );
+    vx("admin-overlay subnet=\"10.99.0.0/24\"\n").clean();
+}
+
+#[test]
+fn node_address_taken_twice() {
+    vx("node \"cn-4\" pdc=\"brno\" admin=\"10.100.1.13/24\" external=\"198.18.1.14/24\"\n").has(
+        "vxlan::duplicate-address",
+        8,
+        30,
+        "\"10.100.1.13/24\"",
+    );
+}
+
+#[test]
+fn what_shares_a_routing_table_must_not_overlap() {
+    vx("admin-overlay subnet=\"10.100.0.0/16\"\n").has("network::overlap", 8, 22, "\"10.100.0.0/16\"");
+    vx("ipsec vtep-pool=\"198.18.0.0/23\"\n").has("network::overlap", 8, 17, "\"198.18.0.0/23\"");
+    vx("node \"cn-4\" pdc=\"brno\" admin=\"100.127.255.200\" external=\"198.18.1.14/24\"\n").has(
+        "network::overlap",
+        8,
+        30,
+        "\"100.127.255.200\"",
+    );
+}
+
+#[test]
+fn nodes_overlays_and_vnics_share_the_name_space() {
+    vx("vxlan \"a\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/24\" { vnic \"cn-1\" node=\"cn-1\"; }\n").has(
+        "name::duplicate",
+        8,
+        62,
+        "\"cn-1\"",
+    );
+    vx("vxlan \"east\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/24\"\n").has("name::duplicate", 8, 7, "\"east\"");
+}
+
+#[test]
+fn vnics_are_expect_endpoints() {
+    vx("vxlan \"a\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/24\" { vnic \"a1\" node=\"cn-1\"; vnic \"a2\" node=\"cn-3\"; }\n\
+        expect from=\"a1\" to=\"a2\" proto=\"icmp\" verdict=\"allow\"\nexpect from=\"a1\" to=\"a3\" verdict=\"allow\"\n")
+        .has("reference::unknown", 10, 21, "\"a3\"")
+        .help_contains("reference::unknown", "`a1`");
+}
+
+#[test]
+fn node_firewall_sources() {
+    vx("node-firewall policy=\"drop\" { allow from=\"tag:web\"; allow from=\"fwset:nope\"; allow from=\"any\" port=22; }\n")
+        .has("reference::unknown", 8, 42, "\"tag:web\"")
+        .has("reference::unknown", 8, 64, "\"fwset:nope\"")
+        .has("firewall::port-needs-protocol", 8, 100, "22");
+}
+
 /// Every code meshwork can emit is exercised by a test in this file.
 #[test]
 fn every_code_has_a_test_here() {

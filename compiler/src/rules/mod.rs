@@ -10,6 +10,8 @@ pub mod networks;
 pub mod overlay;
 pub mod peering;
 pub mod references;
+pub mod routing_table;
+pub mod vxlan;
 
 use crate::alloc::{self, Allocation};
 use crate::diagnostic::Diagnostics;
@@ -45,4 +47,6 @@ pub fn check_all(ctx: &Context<'_>, out: &mut Diagnostics) {
     engines::check(ctx, out);
     peering::check(ctx, out);
     references::check(ctx, out);
+    routing_table::check(ctx, out);
+    vxlan::check(ctx, out);
 }

@@ -9,6 +9,7 @@ use super::Context;
 use crate::codes::Code;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::emit::openvpn::peer_cn;
+use crate::model::vxlan::ADMIN_OVERLAY_RULE;
 use crate::network::engine_name;
 
 /// Names of the keyset's own files (`keys/ca.crt`, `keys/crl.pem`, `keys/tls-crypt.key`):
@@ -37,7 +38,7 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
             out.push(
                 Diagnostic::error(Code::DuplicateName, message, span, format!("{what} named again here"))
                     .with_label(*first_span, format!("{first} first"))
-                    .with_help("controllers, engines (CONTROLLER-eK) and clients share one name space: rename one"),
+                    .with_help("controllers, engines (CONTROLLER-eK), clients, nodes, overlays and vNICs share one name space: rename one"),
             );
         } else {
             identities.insert(name.to_string(), (what, span));
@@ -79,6 +80,21 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
             groups_seen.insert(group, c.name.span);
         }
         claim(&c.name.value, format!("client `{}`", c.name.value), c.name.span, out);
+    }
+    // Nodes, overlays and vNICs are `expect` endpoints and artifact directories: same name space.
+    for n in &t.nodes {
+        claim(&n.name.value, format!("node `{}`", n.name.value), n.name.span, out);
+    }
+    if let Some(admin) = &t.admin_overlay {
+        claim(ADMIN_OVERLAY_RULE, "the admin overlay".into(), admin.span, out);
+    }
+    for x in &t.vxlans {
+        claim(&x.name.value, format!("overlay `{}`", x.name.value), x.name.span, out);
+    }
+    for x in &t.vxlans {
+        for v in &x.vnics {
+            claim(&v.name.value, format!("vNIC `{}`", v.name.value), v.name.span, out);
+        }
     }
     let mut fwsets: BTreeMap<&str, Span> = BTreeMap::new();
     for s in &t.fwsets {

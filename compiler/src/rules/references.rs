@@ -124,18 +124,48 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
             check_port(port, r.proto.as_ref(), out);
         }
     }
+    // Endpoints: clients, vNICs, and nodes (their admin-overlay vNIC) when there is an admin overlay.
+    let mut endpoints: BTreeSet<&str> = clients.iter().copied().collect();
+    endpoints.extend(t.vxlans.iter().flat_map(|x| x.vnics.iter().map(|v| v.name.value.as_str())));
+    if t.admin_overlay.is_some() {
+        endpoints.extend(t.nodes.iter().map(|n| n.name.value.as_str()));
+    }
+    let what = if t.nodes.is_empty() { "client" } else { "client or vNIC" };
     for e in &t.expects {
         for end in [&e.from, &e.to] {
             if let Endpoint::Named(name) = &end.value
-                && !clients.contains(name.as_str())
+                && !endpoints.contains(name.as_str())
             {
-                out.push(unknown("client", name, end.span, &mut clients.iter().copied()));
+                let mut d = unknown(what, name, end.span, &mut endpoints.iter().copied());
+                if d.help.is_none() && t.nodes.iter().any(|n| &n.name.value == name) {
+                    d = d.with_help("a node is an endpoint through its admin-overlay vNIC: declare `admin-overlay`");
+                }
+                out.push(d);
             }
         }
         if let Some(port) = &e.port {
             let spec =
                 Sp::new(PortSpec::Range(crate::model::PortRange { low: port.value, high: port.value }), port.span);
             check_port(&spec, e.proto.as_ref(), out);
+        }
+    }
+    for r in &t.node_firewall.rules {
+        if let Some(sel) = &r.from {
+            match &sel.value {
+                Selector::Any | Selector::Net(_) | Selector::FwSet(_) => check_selector(sel, out),
+                other => out.push(
+                    Diagnostic::error(
+                        Code::UnknownReference,
+                        format!("node-firewall rules match the external interface's sources, not `{other}`"),
+                        sel.span,
+                        "not a source a node's external interface sees",
+                    )
+                    .with_help("from= takes any, a CIDR or fwset:S"),
+                ),
+            }
+        }
+        if let Some(port) = &r.port {
+            check_port(port, r.proto.as_ref(), out);
         }
     }
 }

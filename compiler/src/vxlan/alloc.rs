@@ -1,10 +1,10 @@
-//! Addresses, MACs and ports of the VXLAN part, decided once: rule ports (the highest so far
-//! + 1 from 4790, skipping ports already taken), vNIC addresses (bottom-up per overlay, in
+//! Addresses, MACs and ports of the VXLAN part, decided once: rule ports (one above the
+//! highest so far, from 4790, skipping ports already taken), vNIC addresses (bottom-up per overlay, in
 //! declaration order, explicit ones kept), admin-overlay addresses (from .11 upward, one per
 //! node), derived MACs and VTEP addresses (one per node with an external address, from the
 //! pool's first host, once the topology spans two PDCs). Problems found on the way (addresses
 //! outside a subnet or taken twice, a full subnet, a MAC used twice, a port taken twice) are
-//! diagnostics, reported by `rules::vxlan_alloc`.
+//! diagnostics, reported by `rules::allocation`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
