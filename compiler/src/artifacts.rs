@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::emit;
 use crate::network::{ControllerNet, Network};
+use crate::vxlan::NodeNet;
 
 pub const CHECKSUM_PATH: &str = "checksum";
 /// The fingerprint of the keyset's CA, when the build was given one.
@@ -93,13 +94,14 @@ enum Job<'a> {
     /// Clients' ccd files, a slice of them.
     Ccd(std::ops::Range<usize>),
     Controller(&'a ControllerNet),
+    Node(&'a NodeNet),
 }
 
 /// Emits every artifact to `sink` (from up to two threads at once), the checksum file last, and
 /// returns the checksum. The first error from the sink stops the work and is returned.
 ///
 /// The checksum is SHA-256 over the SHA-256 digests of the work items in a fixed order (the ccd
-/// slices, then the controllers by id), each digest taken over its artifacts' paths and
+/// slices, then the controllers by id, then the nodes in declaration order), each digest taken over its artifacts' paths and
 /// contents, followed by the CA fingerprint when there is one. It is the same on every
 /// controller, whatever the file format of the topology, and changes with any artifact and
 /// with the keyset.
@@ -117,6 +119,7 @@ pub fn emit_all<E: Send>(
         .map(|i| Job::Ccd((i * per_slice).min(ccd.len())..((i + 1) * per_slice).min(ccd.len())))
         .collect();
     jobs.extend(net.controllers.iter().map(Job::Controller));
+    jobs.extend(net.vxlan.nodes.iter().map(Job::Node));
 
     let next = AtomicUsize::new(0);
     let digests: Vec<Mutex<Option<[u8; 32]>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
@@ -142,6 +145,7 @@ pub fn emit_all<E: Send>(
                     .iter()
                     .try_for_each(|(name, content)| put(&format!("{CCD_DIR}/{name}"), Artifact::File(content))),
                 Job::Controller(c) => controller(net, c, &nft, &vns3, &mut put),
+                Job::Node(n) => node(net, n, &mut put),
             };
             match result {
                 Ok(()) => *digests[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(h.finalize().into()),
@@ -172,6 +176,15 @@ pub fn emit_all<E: Send>(
     let sum: String = total.finalize().iter().map(|b| format!("{b:02x}")).collect();
     sink(CHECKSUM_PATH, Artifact::File(&format!("{sum}\n")))?;
     Ok(sum)
+}
+
+/// One node's artifacts, in a fixed order.
+fn node<E>(net: &Network, n: &NodeNet, put: &mut dyn FnMut(&str, Artifact<'_>) -> Result<(), E>) -> Result<(), E> {
+    let dir = emit::node::dir(&n.name);
+    for (path, content) in emit::node::artifacts(net, n) {
+        put(&format!("{dir}/{path}"), Artifact::File(&content))?;
+    }
+    Ok(())
 }
 
 /// One controller's artifacts, in a fixed order.

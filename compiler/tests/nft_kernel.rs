@@ -195,3 +195,24 @@ fn a_broken_ruleset_is_refused() {
     let bad = "add table inet meshwork\ntable inet meshwork { chain c { meta mark set jhashx ip saddr mod 2 } }\n";
     assert!(nft_check("broken", bad, false).is_err());
 }
+
+#[test]
+fn node_rulesets_load_as_the_same_table_with_their_ipsec_matches() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/two-pdc.kdl");
+    let text = std::fs::read_to_string(&path).expect("two-pdc example");
+    let artifacts = meshwork_compiler::build(SourceFile::new("two-pdc.kdl", text)).expect("two-pdc builds");
+    let mut compared = 0;
+    for (path, json) in artifacts.iter().filter(|(p, _)| p.starts_with("nodes/") && p.ends_with("/nftables.json")) {
+        let nft_path = path.replace("/nftables.json", "/nftables.nft");
+        let text = artifacts.get(&nft_path).unwrap_or_else(|| panic!("no {nft_path}"));
+        let from_json = nft_load_and_list(path, json, true).unwrap_or_else(|e| panic!("{e}"));
+        let from_text = nft_load_and_list(&nft_path, text, false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(from_json, from_text, "{path} and {nft_path} differ once loaded");
+        // The kernel kept both IPsec-state matches (the JSON's `rt ipsec` is spelled by hand).
+        assert!(from_json.contains("meta ipsec missing counter"), "{from_json}");
+        assert!(from_json.contains("rt ipsec missing counter"), "{from_json}");
+        assert!(from_json.contains("chain node-firewall"), "{from_json}");
+        compared += 1;
+    }
+    assert_eq!(compared, 4);
+}

@@ -211,8 +211,21 @@ fn mistakes_are_refused() {
         let text = format!("{base}{case}");
         assert!(!violations(&validator, &text).is_empty(), "the schema accepts:\n{text}");
     }
-    // The required top-level nodes.
-    assert!(!violations(&validator, "topology = \"acme\"\n").is_empty());
+    // The required top-level node (`overlay` is required only with controllers or clients,
+    // which is the compiler's business: a file of compute nodes has none).
+    assert!(!violations(&validator, "overlay = \"100.127.255.192/26\"\n").is_empty());
+    // The VXLAN part's forms.
+    for case in [
+        "[[vxlan]]\nname = \"a\"\nrule = \"t\"\nvni = 0\nsubnet = \"10.0.0.0/24\"\n",
+        "[[vxlan]]\nname = \"a\"\nrule = \"t\"\nvni = 1\nsubnet = \"10.0.0.0/24\"\nvnic = [{ name = \"v\", node = \"n\", mac = \"zz\" }]\n",
+        "[[node]]\nname = \"n\"\npdc = \"p\"\n",
+        "[[overlay-rule]]\nname = \"rule1\"\n",
+        "[ipsec]\ndatapath = \"fast\"\n",
+        "[[node-firewall.rule]]\nfrom = \"any\"\n",
+    ] {
+        let text = format!("{base}{case}");
+        assert!(!violations(&validator, &text).is_empty(), "the schema accepts:\n{text}");
+    }
     // A bad CIDR (host bits are the compiler's business, but the form is the schema's).
     assert!(!violations(&validator, "topology = \"a\"\noverlay = \"100.127.255.192\"\n").is_empty());
 }

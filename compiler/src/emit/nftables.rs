@@ -16,10 +16,10 @@
 //! per topology and splices each controller's own chains in.
 
 pub mod ir;
-mod json;
+pub(crate) mod json;
 mod names;
 pub mod plan;
-mod text;
+pub(crate) mod text;
 
 pub use names::{FWSET_SET_PREFIX, SetNames, TAG_SET_PREFIX};
 

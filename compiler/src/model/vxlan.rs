@@ -65,6 +65,20 @@ impl std::str::FromStr for Mac {
     }
 }
 
+/// As text (`02:00:00:00:00:01`), in artifacts the runtime reads back.
+impl serde::Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(|()| serde::de::Error::custom(format!("`{text}` is not a MAC address")))
+    }
+}
+
 /// An address on an interface, with the prefix of its network when given (a bare address is
 /// the address alone, a /32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

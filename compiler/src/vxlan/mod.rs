@@ -2,6 +2,7 @@
 //! names, and the resolved network the node emitters read.
 
 pub mod alloc;
+pub mod forwarding;
 pub mod mac;
 pub mod mtu;
 pub mod names;

@@ -21,6 +21,29 @@ pub fn bridge(port: u16, vni: u32) -> String {
     format!("mw-br{port:04x}{vni:06x}")
 }
 
+/// The swanctl connection (and its one child) toward `peer`: `peer-` + the name with '.' and '_'
+/// escaped ('.' separates strongSwan setting keys), so every node name maps to its own.
+pub fn ike_connection(peer: &str) -> String {
+    let mut s = String::from("peer-");
+    for c in peer.chars() {
+        match c {
+            '_' => s.push_str("__"),
+            '.' => s.push_str("_d"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// A node's IKE identity: `@` makes strongSwan take the name as an FQDN-type ID as written,
+/// even one that looks like an address.
+pub fn ike_id(node: &str) -> String {
+    format!("@{node}")
+}
+
+/// The vici socket, relative to charon's working directory (the node's state directory).
+pub const VICI_SOCKET: &str = "unix://charon.vici";
+
 /// A pair of nodes in different PDCs, names in order: one PSK, one IKE connection each way.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodePair {
@@ -71,6 +94,14 @@ mod tests {
         assert_eq!(vxlan_device(4790, 123), "mw-vx12b600007b");
         assert_eq!(vxlan_device(65535, 16_777_215).len(), 15);
         assert_eq!(bridge(1, 1).len(), 15);
+    }
+
+    #[test]
+    fn connection_names_are_injective_and_dot_free() {
+        assert_eq!(ike_connection("cn-1"), "peer-cn-1");
+        assert_ne!(ike_connection("a.b"), ike_connection("a_b"));
+        assert_ne!(ike_connection("a_d"), ike_connection("a.d"));
+        assert!(!ike_connection("x.y.z").contains('.'));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::alloc::{VnicAddress, VxAllocation};
 use super::mtu::{Budget, PathKind, largest_fitting};
 use super::names::{self, NodePair};
 use crate::model::vxlan::{ADMIN_OVERLAY_RULE, Datapath, IfAddr, Listen, NodeRule};
-use crate::model::{Action, Topology};
+use crate::model::{Action, PortRange, PortSpec, Proto, Selector, Topology};
 
 #[derive(Clone, Debug, Default)]
 pub struct VxlanNet {
@@ -90,7 +90,77 @@ pub struct IpsecNet {
 #[derive(Clone, Debug)]
 pub struct NodeFirewallNet {
     pub policy: Action,
-    pub rules: Vec<NodeRule>,
+    pub rules: Vec<NodeRuleNet>,
+}
+
+/// A node-firewall rule with its fwsets expanded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRuleNet {
+    pub action: Action,
+    /// Source networks; None for any.
+    pub from: Option<Vec<Ipv4Net>>,
+    pub proto: Option<Proto>,
+    /// Destination ports; None for any.
+    pub ports: Option<Vec<PortRange>>,
+    /// The rule as written, for comments.
+    pub text: String,
+}
+
+impl NodeFirewallNet {
+    fn resolve(t: &Topology) -> Self {
+        let fwset = |name: &str| t.fwsets.iter().find(|s| s.name.value == name);
+        let rules = t
+            .node_firewall
+            .rules
+            .iter()
+            .map(|r| {
+                let from = r.from.as_ref().and_then(|f| match &f.value {
+                    Selector::Net(n) => Some(vec![*n]),
+                    Selector::FwSet(name) => {
+                        Some(fwset(name).map_or_else(Vec::new, |s| s.nets.iter().map(|n| n.value).collect()))
+                    }
+                    _ => None,
+                });
+                let ports = r.port.as_ref().map(|p| match &p.value {
+                    PortSpec::Range(range) => vec![*range],
+                    PortSpec::FwSet(name) => fwset(name).map_or_else(Vec::new, |s| {
+                        s.ports
+                            .iter()
+                            .filter_map(|p| match p.value {
+                                PortSpec::Range(r) => Some(r),
+                                PortSpec::FwSet(_) => None,
+                            })
+                            .collect()
+                    }),
+                });
+                NodeRuleNet {
+                    action: r.action,
+                    from,
+                    proto: r.proto.as_ref().map(|p| p.value),
+                    ports,
+                    text: describe(r),
+                }
+            })
+            .collect();
+        Self { policy: t.node_firewall.policy, rules }
+    }
+}
+
+fn describe(r: &NodeRule) -> String {
+    let mut s = String::from(match r.action {
+        Action::Accept => "allow",
+        Action::Drop => "deny",
+    });
+    if let Some(f) = &r.from {
+        s += &format!(" from={}", f.value);
+    }
+    if let Some(p) = &r.proto {
+        s += &format!(" proto={}", p.value.name());
+    }
+    if let Some(p) = &r.port {
+        s += &format!(" port={}", p.value);
+    }
+    s
 }
 
 impl Default for NodeFirewallNet {
@@ -276,7 +346,7 @@ impl VxlanNet {
                 datapath: t.ipsec.datapath,
                 pairs,
             },
-            firewall: NodeFirewallNet { policy: t.node_firewall.policy, rules: t.node_firewall.rules.clone() },
+            firewall: NodeFirewallNet::resolve(t),
         })
     }
 }

@@ -43,9 +43,10 @@ pub fn run(file: &Path, out: &Path, state: &Path) -> Result<ExitCode, CliError> 
     }
     fs::rename(&staging, out).map_err(|e| fail("move into place", out, e))?;
     println!(
-        "Built {} files for {} controller(s) into {} (checksum {checksum}).",
+        "Built {} files for {} controller(s) and {} node(s) into {} (checksum {checksum}).",
         writer.files.load(Ordering::Relaxed),
         net.controllers.len(),
+        net.vxlan.nodes.len(),
         out.display(),
     );
     Ok(ExitCode::SUCCESS)

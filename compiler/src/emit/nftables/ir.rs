@@ -128,6 +128,7 @@ pub enum Hook {
     Prerouting,
     Input,
     Forward,
+    Output,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,6 +204,10 @@ pub enum Key {
     TcpDport,
     /// Transport header destination port, for any protocol with ports.
     ThDport,
+    /// `meta ipsec`: the packet arrived through an IPsec SA (input side).
+    IpsecIn,
+    /// `rt ipsec`: the packet's route leads into an IPsec SA (output side).
+    IpsecOut,
 }
 
 impl Key {
@@ -220,6 +225,8 @@ impl Key {
             Key::UdpDport => "udp dport",
             Key::TcpDport => "tcp dport",
             Key::ThDport => "th dport",
+            Key::IpsecIn => "meta ipsec",
+            Key::IpsecOut => "rt ipsec",
         }
     }
 }
@@ -243,4 +250,6 @@ pub enum Value {
     Set(Vec<Elem>),
     /// A named set: `@name`.
     SetRef(String),
+    /// `exists` (true) or `missing` (false), for [`Key::IpsecIn`] and [`Key::IpsecOut`].
+    Exists(bool),
 }

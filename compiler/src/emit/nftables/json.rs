@@ -17,6 +17,14 @@ use super::ir::{Chain, ChainKind, Elem, Hook, Key, NamedSet, Rule, Ruleset, SetK
 
 const NF_FAMILY: NfFamily = NfFamily::INet;
 
+/// The `nftables` crate (0.6) has no `rt ipsec` key, which a node's output chain needs to tell
+/// plaintext VXLAN from VXLAN bound for an SA. meshwork never matches the routing realm
+/// (`rt classid`), so that key stands in while the schema serialises and is renamed in the
+/// JSON text ([`Elements::write`]); `nft -c -j -f` of every node ruleset checks the result.
+const RT_IPSEC_STAND_IN: expr::RTKey = expr::RTKey::ClassId;
+const RT_IPSEC_STAND_IN_JSON: &str = r#"{"rt":{"key":"classid"}}"#;
+const RT_IPSEC_JSON: &str = r#"{"rt":{"key":"ipsec"}}"#;
+
 pub fn render(rs: &Ruleset) -> Nftables<'static> {
     let rules: usize = rs.chains.iter().map(|c| c.rules.len()).sum();
     let mut objects: Vec<NfObject<'static>> = Vec::with_capacity(3 + rs.sets.len() + rs.chains.len() + rules);
@@ -74,6 +82,7 @@ pub fn chain(chain: &Chain) -> NfObject<'static> {
             Hook::Prerouting => NfHook::Prerouting,
             Hook::Input => NfHook::Input,
             Hook::Forward => NfHook::Forward,
+            Hook::Output => NfHook::Output,
         }),
         prio: base.map(|b| b.priority.value()),
         dev: None,
@@ -117,7 +126,10 @@ impl Elements {
     /// Appends `obj`, without a separator.
     pub fn write(&mut self, out: &mut String, obj: &NfObject<'_>) {
         // The schema has no maps with non-string keys, so serialising cannot fail.
-        let json = serde_json::to_string(obj).expect("nftables schema serialises to JSON");
+        let mut json = serde_json::to_string(obj).expect("nftables schema serialises to JSON");
+        if json.contains(RT_IPSEC_STAND_IN_JSON) {
+            json = json.replace(RT_IPSEC_STAND_IN_JSON, RT_IPSEC_JSON);
+        }
         out.push_str(&json);
     }
 
@@ -160,6 +172,9 @@ fn key(k: Key) -> Expression<'static> {
         Key::UdpDport => payload("udp", "dport"),
         Key::TcpDport => payload("tcp", "dport"),
         Key::ThDport => payload("th", "dport"),
+        // The crate's name for `meta ipsec`; nft reads it back as `meta ipsec`.
+        Key::IpsecIn => meta(MetaKey::Secpath),
+        Key::IpsecOut => Expression::Named(NamedExpression::RT(expr::RT { key: RT_IPSEC_STAND_IN, family: None })),
     }
 }
 
@@ -202,6 +217,7 @@ fn value(v: &Value) -> (Operator, Expression<'static>) {
         Value::Elem(e) => (Operator::EQ, elem(e)),
         Value::Set(es) => (Operator::EQ, anonymous_set(es.iter().map(elem))),
         Value::SetRef(name) => (Operator::EQ, string(format!("@{name}"))),
+        Value::Exists(b) => (Operator::EQ, Expression::Boolean(*b)),
     }
 }
 

@@ -63,7 +63,7 @@ pub fn overlay_interfaces(net: &Network, c: &ControllerNet) -> Vec<String> {
     out
 }
 
-fn rule(stmts: Vec<Stmt>, comment: impl Into<String>) -> Rule {
+pub(crate) fn rule(stmts: Vec<Stmt>, comment: impl Into<String>) -> Rule {
     Rule { stmts, comment: Some(comment_text(comment.into())), note: None }
 }
 
@@ -80,7 +80,7 @@ fn comment_text(s: String) -> String {
     out
 }
 
-fn is(key: Key, value: Value) -> Stmt {
+pub(crate) fn is(key: Key, value: Value) -> Stmt {
     Stmt::Match(key, value)
 }
 
@@ -88,11 +88,11 @@ fn udp_dport(port: u16) -> Stmt {
     is(Key::UdpDport, Value::Elem(Elem::Port(port)))
 }
 
-fn accept() -> Stmt {
+pub(crate) fn accept() -> Stmt {
     Stmt::Verdict(Verdict::Accept)
 }
 
-fn drop() -> Stmt {
+pub(crate) fn drop() -> Stmt {
     Stmt::Verdict(Verdict::Drop)
 }
 

@@ -3,9 +3,7 @@
 
 use std::fmt::Write;
 
-#[cfg(test)]
-use super::ir::Ruleset;
-use super::ir::{BaseChain, Chain, ChainKind, Elem, Hook, NamedSet, Rule, SetKind, Stmt, Value, Verdict};
+use super::ir::{BaseChain, Chain, ChainKind, Elem, Hook, NamedSet, Rule, Ruleset, SetKind, Stmt, Value, Verdict};
 use super::{FAMILY, TABLE};
 
 /// Set elements per line, so large sets stay readable.
@@ -14,7 +12,6 @@ const ELEMENTS_PER_LINE: usize = 8;
 /// The whole ruleset with `header` lines as `#` comments first. [`super::Renderer`] writes the
 /// same text from pieces: [`header`], [`open`], [`named_set`]s and [`chain`]s separated by
 /// [`SEPARATOR`], [`CLOSE`].
-#[cfg(test)]
 pub fn render(rs: &Ruleset, header_lines: &[String]) -> String {
     let mut out = String::new();
     header(&mut out, header_lines);
@@ -107,6 +104,7 @@ fn base_chain(out: &mut String, b: BaseChain) {
         Hook::Prerouting => "prerouting",
         Hook::Input => "input",
         Hook::Forward => "forward",
+        Hook::Output => "output",
     };
     let policy = match b.policy {
         Verdict::Drop => "drop",
@@ -171,6 +169,8 @@ fn value(out: &mut String, v: &Value) {
             out.push('@');
             out.push_str(name);
         }
+        Value::Exists(true) => out.push_str("exists"),
+        Value::Exists(false) => out.push_str("missing"),
     }
 }
 
