@@ -34,7 +34,7 @@ pub enum Op {
 }
 
 impl Op {
-    fn marker(self) -> char {
+    pub(crate) fn marker(self) -> char {
         match self {
             Op::Add => '+',
             Op::Change => '~',
@@ -64,6 +64,8 @@ pub struct TopologyDiff {
     pub all_controllers: SharedDiff,
     /// Controllers with changes of their own, by id (then name).
     pub controllers: Vec<ControllerDiff>,
+    /// Nodes, overlay rules, overlays, vNICs and IPsec pairs that change, by kind then name.
+    pub vxlan: Vec<crate::vxlan::diff::ObjectChange>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -335,7 +337,14 @@ pub fn diff(old: &Network, new: &Network) -> TopologyDiff {
         ops.chain(c.peers.iter().map(|p| p.op)).for_each(|op| summary.count(op));
     }
 
-    TopologyDiff { topology: new.name.clone(), summary, all_controllers: shared, controllers }
+    let vxlan = crate::vxlan::diff::diff(&old.vxlan, &new.vxlan);
+    for c in &vxlan {
+        match c.op {
+            Op::Change => c.attributes.iter().for_each(|a| summary.count(a.op)),
+            op => summary.count(op),
+        }
+    }
+    TopologyDiff { topology: new.name.clone(), summary, all_controllers: shared, controllers, vxlan }
 }
 
 /// Merges two maps into (key, old, new), in key order.
@@ -662,7 +671,7 @@ const MAX_NAME_COLUMN: usize = 32;
 
 impl TopologyDiff {
     pub fn is_empty(&self) -> bool {
-        self.all_controllers.is_empty() && self.controllers.is_empty()
+        self.all_controllers.is_empty() && self.controllers.is_empty() && self.vxlan.is_empty()
     }
 
     /// The diff for a human reviewer: `+` add, `~` change, `-` remove, two-space indentation,
@@ -685,6 +694,9 @@ impl TopologyDiff {
                 };
                 parts.push(format!("{n}{noun} {what}"));
             }
+        }
+        if !self.vxlan.is_empty() {
+            parts.push(format!("{} node and overlay change(s)", self.vxlan.len()));
         }
         let head = if parts.is_empty() { "no controller changes".to_string() } else { parts.join(", ") };
         let _ = writeln!(out, "Topology \"{}\": {head}.", self.topology);
@@ -769,6 +781,7 @@ impl TopologyDiff {
             }
         }
 
+        crate::vxlan::diff::render(&mut out, &self.vxlan);
         let _ = writeln!(out, "\nSummary: {} to add, {} to change, {} to remove.", s.add, s.change, s.remove);
         out
     }
@@ -1100,7 +1113,7 @@ peering {
         let v = serde_json::to_value(&d).unwrap();
         let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<BTreeSet<_>>();
         let set = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-        assert_eq!(keys(&v), set(&["topology", "summary", "all_controllers", "controllers"]));
+        assert_eq!(keys(&v), set(&["topology", "summary", "all_controllers", "controllers", "vxlan"]));
         assert_eq!(v["topology"], "acme");
         assert_eq!(keys(&v["all_controllers"]), set(&["attributes", "firewall", "clients"]));
         assert_eq!(keys(&v["all_controllers"]["firewall"]), set(&["policy", "rules", "sets"]));

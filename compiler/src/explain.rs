@@ -8,6 +8,7 @@ use crate::model::{Action, Endpoint, Proto};
 use crate::network::Network;
 use crate::rules::expects::address;
 use crate::source::{SourceFile, Span};
+use crate::vxlan::reach;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Explanation {
@@ -16,8 +17,11 @@ pub struct Explanation {
     pub proto: Option<&'static str>,
     pub port: Option<u16>,
     pub verdict: &'static str,
-    /// The deciding rule, or None when the policy decided.
+    /// The deciding rule, or None when the policy (or, between vNICs, the overlays) decided.
     pub rule: Option<DecidingRule>,
+    /// Between vNICs: which overlays, and the path (clear within a PDC, IPsec across).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -36,11 +40,16 @@ pub fn endpoint(net: &Network, text: &str) -> Result<Ipv4Addr, String> {
         Ok(ip) => Endpoint::Ip(ip),
         Err(_) => Endpoint::Named(text.to_string()),
     };
+    if let Some((_, v)) = reach::vnic(&net.vxlan, text) {
+        return Ok(v.ip);
+    }
     address(net, &e).ok_or_else(|| {
-        let hint = crate::grammar::did_you_mean(text, net.clients.iter().map(|c| c.name.as_str()));
+        let vnics = net.vxlan.overlays.iter().flat_map(|o| o.vnics.iter().map(|v| v.name.as_str()));
+        let hint = crate::grammar::did_you_mean(text, net.clients.iter().map(|c| c.name.as_str()).chain(vnics));
+        let what = if net.vxlan.is_empty() { "a client" } else { "a client or a vNIC" };
         match hint {
-            Some(m) => format!("`{text}` is neither an address nor a client (did you mean `{m}`?)"),
-            None => format!("`{text}` is neither an address nor a client"),
+            Some(m) => format!("`{text}` is neither an address nor {what} (did you mean `{m}`?)"),
+            None => format!("`{text}` is neither an address nor {what}"),
         }
     })
 }
@@ -67,6 +76,27 @@ pub fn explain(
     if port.is_some() && !matches!(proto, Some(Proto::Tcp | Proto::Udp)) {
         return Err("a port needs tcp or udp".to_string());
     }
+    let (vnic_from, vnic_to) = (reach::vnic(&net.vxlan, from), reach::vnic(&net.vxlan, to));
+    if vnic_from.is_some() || vnic_to.is_some() {
+        let r = match (vnic_from, vnic_to) {
+            (Some(a), Some(b)) => reach::reach(&net.vxlan, a, b),
+            _ => reach::Reach {
+                reachable: false,
+                why: "VXLAN overlays are reached by vNIC name from another vNIC; they are not connected to the \
+                      controllers' overlay or routed from outside"
+                    .into(),
+            },
+        };
+        return Ok(Explanation {
+            from: src,
+            to: dst,
+            proto: proto.map(Proto::name),
+            port,
+            verdict: if r.reachable { "allow" } else { "drop" },
+            rule: None,
+            why: Some(r.why),
+        });
+    }
     let decision = net.firewall.evaluate(src, dst, proto, port);
     let rule = decision.rule.and_then(|n| net.firewall.rules.get(n - 1)).map(|r| {
         let (line, column) = file.line_col(r.span.offset());
@@ -82,5 +112,6 @@ pub fn explain(
             Action::Drop => "drop",
         },
         rule,
+        why: None,
     })
 }

@@ -1,7 +1,9 @@
 //! The peering mesh as Graphviz DOT (`meshwork graph`): one node per controller (name, id,
 //! engine count), one edge per tunnel (its cost). Single points of failure, the controllers and
 //! links whose loss would split the mesh, are drawn red and bold and say so in their label and
-//! tooltip. The output is deterministic: controllers by id, tunnels by (low id, high id).
+//! tooltip. Compute nodes are drawn in one cluster per PDC with the IPsec mesh between PDCs as
+//! dashed edges. The output is deterministic: controllers by id, tunnels by (low id, high id),
+//! nodes by PDC then declaration, pairs by name.
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -89,8 +91,36 @@ pub fn dot(net: &Network) -> String {
         }
         s.push_str("];\n");
     }
+    nodes(net, &mut s);
     s.push_str("}\n");
     s
+}
+
+/// Compute nodes, one cluster per PDC, and the IPsec mesh between PDCs (dashed).
+fn nodes(net: &Network, s: &mut String) {
+    let vx = &net.vxlan;
+    if vx.is_empty() {
+        return;
+    }
+    let pdcs: BTreeSet<&str> = vx.nodes.iter().map(|n| n.pdc.as_str()).collect();
+    for (i, pdc) in pdcs.iter().enumerate() {
+        let _ = writeln!(s, "\n    subgraph cluster_pdc_{i} {{");
+        let _ = writeln!(s, "        label={};", quote(&format!("PDC {pdc}")));
+        for n in vx.nodes.iter().filter(|n| n.pdc == *pdc) {
+            let vnics: usize =
+                vx.overlays_on(&n.name).map(|o| o.vnics.iter().filter(|v| v.node == n.name).count()).sum();
+            let mut lines = vec![n.name.clone(), format!("admin {}", n.admin.ip)];
+            if let Some(v) = n.vtep.filter(|_| vx.ipsec_peers(n).next().is_some()) {
+                lines.push(format!("VTEP {v}"));
+            }
+            lines.push(format!("{vnics} vNIC{}", if vnics == 1 { "" } else { "s" }));
+            let _ = writeln!(s, "        {} [label={}, shape=box3d];", quote(&n.name), label(&lines));
+        }
+        s.push_str("    }\n");
+    }
+    for p in &vx.ipsec.pairs {
+        let _ = writeln!(s, "    {} -- {} [label=\"IPsec\", style=dashed];", quote(&p.low), quote(&p.high));
+    }
 }
 
 #[cfg(test)]
@@ -164,5 +194,19 @@ controller "y" id=2 { address "192.0.2.2"; }
     fn quoting() {
         assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(label(&["x\"".into(), "y".into()]), r#""x\"\ny""#);
+    }
+
+    #[test]
+    fn nodes_sit_in_their_pdcs_with_the_ipsec_mesh_between() {
+        let dot = dot(&net(r#"
+topology "n"
+node "cn-1" pdc="a" admin="10.100.0.11/24" external="198.18.0.11/24"
+node "cn-2" pdc="b" admin="10.100.1.12/24" external="198.18.1.12/24"
+overlay-rule "tenants"
+vxlan "x" rule="tenants" vni=5 subnet="10.44.0.0/24" { vnic "v1" node="cn-1"; vnic "v2" node="cn-1"; }
+"#));
+        assert!(dot.contains("label=\"PDC a\";\n        \"cn-1\" [label=\"cn-1\\nadmin 10.100.0.11\\nVTEP "), "{dot}");
+        assert!(dot.contains("2 vNICs"), "{dot}");
+        assert!(dot.contains("\"cn-1\" -- \"cn-2\" [label=\"IPsec\", style=dashed];"), "{dot}");
     }
 }

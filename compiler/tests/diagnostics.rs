@@ -687,6 +687,22 @@ fn vnics_are_expect_endpoints() {
 }
 
 #[test]
+fn vnic_expectations_follow_the_overlays_not_the_addresses() {
+    let overlays = "vxlan \"a\" rule=\"tenants\" vni=10 subnet=\"10.44.0.0/24\" { vnic \"a1\" node=\"cn-1\"; vnic \"a2\" node=\"cn-3\"; }\n\
+                    vxlan \"b\" rule=\"tenants\" vni=11 subnet=\"10.44.0.0/24\" { vnic \"b1\" node=\"cn-2\"; }\n";
+    vx(&format!("{overlays}expect from=\"a1\" to=\"b1\" proto=\"icmp\" verdict=\"allow\"\n"))
+        .has("expect::failed", 10, 47, "\"allow\"")
+        .help_contains("expect::failed", "isolated though they share a subnet");
+    vx(&format!("{overlays}expect from=\"a1\" to=\"a2\" verdict=\"drop\"\n"))
+        .has("expect::failed", 10, 34, "\"drop\"")
+        .help_contains("expect::failed", "inside the IPsec tunnel");
+    vx(&format!(
+        "{overlays}expect from=\"a1\" to=\"a2\" verdict=\"allow\"\nexpect from=\"a1\" to=\"b1\" verdict=\"drop\"\n"
+    ))
+    .clean();
+}
+
+#[test]
 fn node_firewall_sources() {
     vx("node-firewall policy=\"drop\" { allow from=\"tag:web\"; allow from=\"fwset:nope\"; allow from=\"any\" port=22; }\n")
         .has("reference::unknown", 8, 42, "\"tag:web\"")

@@ -122,6 +122,25 @@ fn build_writes_every_artifact_and_replaces_only_its_own_directory() {
 }
 
 #[test]
+fn explain_between_vnics_names_the_overlays_and_the_path() {
+    let file = example("two-pdc.kdl");
+    let o = meshwork(&["explain", &file, "a-web", "a-db", "icmp"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("ALLOW") && text.contains("IPsec tunnel") && text.contains("VNI 123"), "{text}");
+    // Same addresses, other overlay: isolated.
+    let o = meshwork(&["explain", &file, "a-web", "b-db", "icmp", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verdict"], "drop");
+    assert!(v["why"].as_str().unwrap().contains("isolated though they share a subnet"), "{v}");
+    // Within one PDC the path is in clear.
+    let o = meshwork(&["explain", &file, "p-app", "p-store", "tcp", "9000"]);
+    assert!(stdout(&o).contains("in clear within PDC prague"), "{}", stdout(&o));
+    let o = meshwork(&["explain", &file, "a-wbe", "a-db", "icmp"]);
+    assert!(stderr(&o).contains("did you mean `a-web`"), "{}", stderr(&o));
+}
+
+#[test]
 fn explain_prints_verdict_and_deciding_rule_with_location() {
     let o = meshwork(&["explain", &example("quickstart.kdl"), "batch-1", "db-1", "tcp", "5432"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -251,7 +251,7 @@ fn check_mtu(what: &str, mtu: &Sp<u32>, path: PathKind, nodes: &[&Node], out: &m
         )
         .with_label(smallest.mtu.span, format!("node `{}`: underlay MTU {}", smallest.name.value, smallest.mtu.value))
         .with_help(format!(
-            "{} > {}; the largest that fits is {} (leave out mtu= to have it computed)",
+            "{} > {}; the largest that fits is {} (an overlay rule without mtu= gets it computed)",
             budget.arithmetic(),
             smallest.mtu.value,
             largest_fitting(smallest.mtu.value, path)

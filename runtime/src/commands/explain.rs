@@ -27,12 +27,13 @@ pub fn run(
         (None, _) => "any protocol".to_string(),
     };
     println!("{from} ({}) -> {to} ({}) {flow}: {}", e.from, e.to, e.verdict.to_uppercase());
-    match &e.rule {
-        Some(r) => {
+    match (&e.rule, &e.why) {
+        (_, Some(why)) => println!("  {why}"),
+        (Some(r), None) => {
             println!("  decided by rule {} at {}:{}:{}", r.number, analysis.file.name, r.line, r.column);
             println!("    {}", r.text);
         }
-        None => println!("  no rule matches; the firewall policy decides ({})", e.verdict),
+        (None, None) => println!("  no rule matches; the firewall policy decides ({})", e.verdict),
     }
     Ok(ExitCode::SUCCESS)
 }
