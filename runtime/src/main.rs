@@ -256,6 +256,17 @@ enum KeysAction {
         #[command(flatten)]
         state: StateArg,
     },
+    /// Replace the pre-shared key of the node pair A B (either order), or of every pair.
+    RotatePsk {
+        file: PathBuf,
+        /// One node of the pair (give both, or neither for every pair).
+        #[arg(requires = "b")]
+        a: Option<String>,
+        /// The other node of the pair.
+        b: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
+    },
     /// Write the keyset as an encrypted, authenticated bundle (for the other controllers).
     Export {
         /// File holding the shared token.
@@ -305,6 +316,10 @@ fn main() -> ExitCode {
             KeysAction::Init { file, state } => commands::keys::init(&file, &state.dir()),
             KeysAction::Sync { file, state } => commands::keys::sync(&file, &state.dir()),
             KeysAction::Renew { file, within, state } => commands::keys::renew(&file, &state.dir(), within),
+            KeysAction::RotatePsk { file, a, b, state } => {
+                let pair = a.as_deref().zip(b.as_deref());
+                commands::keys::rotate_psk(&file, pair, &state.dir())
+            }
             KeysAction::Export { token_file, out, state } => {
                 commands::keys_transfer::export(&state.dir(), &token_file, &out)
             }

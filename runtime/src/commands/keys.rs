@@ -1,10 +1,11 @@
-//! `meshwork keys init|sync|renew`: the topology's keyset. Output names identities and counts,
-//! never key material.
+//! `meshwork keys init|sync|renew|rotate-psk`: the topology's keyset. Output names identities,
+//! node pairs and counts, never key material.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use meshwork::keys::{ExpiryNotice, KeyError, Keyset, Report};
+use meshwork_compiler::vxlan::names::PSK_DIR;
 use time::{Duration, OffsetDateTime};
 
 use crate::input::{self, CliError};
@@ -29,6 +30,13 @@ pub fn init(file: &Path, state: &Path) -> Result<ExitCode, CliError> {
     if report.unchanged > 0 {
         println!("{} identities are marked revoked in the file and got no certificate.", report.unchanged);
     }
+    if !report.psk_created.is_empty() {
+        println!(
+            "Created {} pre-shared keys, one per pair of nodes in different PDCs, in {}.",
+            report.psk_created.len(),
+            report.dir.join(PSK_DIR).display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -42,10 +50,11 @@ pub fn sync(file: &Path, state: &Path) -> Result<ExitCode, CliError> {
         println!("Keyset {} synced: {report}.", report.dir.display());
     } else {
         println!(
-            "Keyset {} is in sync with {}: {} identities unchanged.",
+            "Keyset {} is in sync with {}: {} identities and {} pre-shared keys unchanged.",
             report.dir.display(),
             file.display(),
-            report.unchanged
+            report.unchanged,
+            report.psk_unchanged
         );
     }
     print_warnings(&report);
@@ -76,6 +85,24 @@ pub fn renew(file: &Path, state: &Path, within_days: u32) -> Result<ExitCode, Cl
     Ok(ExitCode::SUCCESS)
 }
 
+/// `pair`: the two nodes of one pair, or `None` for every pair.
+pub fn rotate_psk(file: &Path, pair: Option<(&str, &str)>, state: &Path) -> Result<ExitCode, CliError> {
+    let (_, net) = input::network(file)?;
+    let mut keyset = Keyset::open(state).map_err(key_error)?;
+    let report = keyset.rotate_psk(&net, pair, OffsetDateTime::now_utc()).map_err(key_error)?;
+    print_changes(&report);
+    match (pair, report.psk_rotated.len()) {
+        (_, 0) => println!("No node pair of {} has a pre-shared key; nothing rotated.", file.display()),
+        (Some(_), _) => println!(
+            "Rotated the pre-shared key of {}. Both nodes need the new key before their tunnel re-keys.",
+            report.psk_rotated.join(", ")
+        ),
+        (None, n) => println!("Rotated {n} pre-shared keys. Every node with a cross-PDC peer needs its new keys."),
+    }
+    print_warnings(&report);
+    Ok(ExitCode::SUCCESS)
+}
+
 fn short(fingerprint: &str) -> &str {
     fingerprint.get(..16).unwrap_or(fingerprint)
 }
@@ -87,13 +114,30 @@ fn print_changes(report: &Report) {
         ("~", "renewed", &report.renewed),
         ("-", "removed", &report.removed),
     ] {
-        if names.len() <= LIST_LIMIT {
-            for n in names {
-                println!("  {sign} {n} ({verb})");
-            }
-        } else {
-            println!("  {sign} {} certificates {verb}", names.len());
+        list(sign, verb, "certificates", names);
+    }
+    for (sign, verb, pairs) in [
+        ("+", "created", &report.psk_created),
+        ("~", "rotated", &report.psk_rotated),
+        ("-", "removed", &report.psk_removed),
+    ] {
+        list(
+            sign,
+            verb,
+            "pre-shared keys",
+            &pairs.iter().map(|p| format!("pre-shared key of {p}")).collect::<Vec<_>>(),
+        );
+    }
+}
+
+/// Names one per line up to [`LIST_LIMIT`], a count beyond.
+fn list(sign: &str, verb: &str, what: &str, names: &[String]) {
+    if names.len() <= LIST_LIMIT {
+        for n in names {
+            println!("  {sign} {n} ({verb})");
         }
+    } else {
+        println!("  {sign} {} {what} {verb}", names.len());
     }
 }
 

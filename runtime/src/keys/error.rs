@@ -44,6 +44,18 @@ pub enum KeyError {
     Crypto { what: String, source: rcgen::Error },
     #[error("{}: not a PEM certificate ({message})", path.display())]
     BadCertificate { path: PathBuf, message: String },
+    #[error(
+        "{} is owned by uid {owner}, not by this user (uid {me}); keyset files must belong to the \
+         user that runs meshwork",
+        path.display()
+    )]
+    Owner { path: PathBuf, owner: u32, me: u32 },
+    #[error("{}: not a pre-shared key file: {why} (expected one line `secret = 0x` and 64 lowercase hex digits)", path.display())]
+    BadPsk { path: PathBuf, why: String },
+    #[error("`{a}` and `{b}` have no pre-shared key: {why}")]
+    NotAPair { a: String, b: String, why: String },
+    #[error("the keyset has no pre-shared key for {pair} yet; run `meshwork keys sync` first")]
+    PskMissing { pair: String },
     #[error("the system random number generator failed")]
     Random,
     #[error("a certificate-issuing thread stopped unexpectedly")]

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use meshwork_compiler::identity::Kind;
+use meshwork_compiler::vxlan::names::NodePair;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::error::KeyError;
+use super::store::check_name;
 
 /// Bumped when the format changes incompatibly.
 pub const INDEX_VERSION: u32 = 1;
@@ -29,6 +31,27 @@ pub struct Index {
     pub identities: BTreeMap<String, Record>,
     /// Every serial in the CRL, by serial.
     pub revoked: Vec<RevokedSerial>,
+    /// The pre-shared key of every pair of nodes in different PDCs, sorted by pair. Absent
+    /// when empty, so keysets without nodes keep the index they always had.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub psks: Vec<PskRecord>,
+}
+
+/// One pair's pre-shared key (the key itself is only in its file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PskRecord {
+    pub low: String,
+    pub high: String,
+    /// When the current key was made (by init, sync or rotate-psk).
+    #[serde(with = "rfc3339")]
+    pub created: OffsetDateTime,
+}
+
+impl PskRecord {
+    pub fn pair(&self) -> NodePair {
+        NodePair::new(&self.low, &self.high)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +136,18 @@ impl Index {
         if index.revoked.windows(2).any(|w| w[0].serial >= w[1].serial) {
             return bad("revoked serials are not in increasing order".into());
         }
+        // Pairs become file names: the same checks as any name the keyset builds a path from.
+        for r in &index.psks {
+            if check_name(&r.low).is_err() || check_name(&r.high).is_err() || r.low >= r.high {
+                return bad(format!(
+                    "pre-shared key pair `{}`/`{}` is not two valid node names in order",
+                    r.low, r.high
+                ));
+            }
+        }
+        if index.psks.windows(2).any(|w| (&w[0].low, &w[0].high) >= (&w[1].low, &w[1].high)) {
+            return bad("pre-shared key pairs are not sorted or appear twice".into());
+        }
         Ok(index)
     }
 
@@ -129,6 +164,25 @@ impl Index {
         let s = self.next_serial;
         self.next_serial += 1;
         s
+    }
+
+    /// The pairs that have a key.
+    pub fn psk_pairs(&self) -> Vec<NodePair> {
+        self.psks.iter().map(PskRecord::pair).collect()
+    }
+
+    /// Records a new key for `pair` made at `created` (replacing the record of an older one).
+    pub fn record_psk(&mut self, pair: &NodePair, created: OffsetDateTime) {
+        let rec = PskRecord { low: pair.low.clone(), high: pair.high.clone(), created };
+        match self.psks.binary_search_by(|r| (&r.low, &r.high).cmp(&(&pair.low, &pair.high))) {
+            Ok(at) => self.psks[at] = rec,
+            Err(at) => self.psks.insert(at, rec),
+        }
+    }
+
+    /// Forgets `pair`'s key.
+    pub fn drop_psk(&mut self, pair: &NodePair) {
+        self.psks.retain(|r| r.low != pair.low || r.high != pair.high);
     }
 
     /// Puts a serial in the CRL list (keeping it sorted; a serial is listed once).
@@ -196,6 +250,7 @@ mod tests {
             crl: CrlState { number: 1, this_update: t, next_update: t },
             identities,
             revoked: vec![RevokedSerial { serial: 2, cn: "web-1".into(), revoked_at: t, reason: Reason::Revoked }],
+            psks: vec![],
         }
     }
 
@@ -220,6 +275,29 @@ mod tests {
         let e = Index::parse(Path::new("index.json"), &String::from_utf8(i.to_json()).unwrap()).unwrap_err();
         assert!(e.to_string().contains("version 99"), "{e}");
         assert!(Index::parse(Path::new("index.json"), "{").is_err());
+    }
+
+    #[test]
+    fn psk_records_stay_sorted_round_trip_and_are_absent_when_empty() {
+        let mut i = sample();
+        assert!(!String::from_utf8(i.to_json()).unwrap().contains("psks"), "old indexes stay byte-identical");
+        let t = i.ca.not_before;
+        i.record_psk(&NodePair::new("cn-3", "cn-1"), t);
+        i.record_psk(&NodePair::new("cn-1", "cn-2"), t);
+        i.record_psk(&NodePair::new("cn-1", "cn-3"), t + time::Duration::days(1));
+        assert_eq!(i.psk_pairs(), [NodePair::new("cn-1", "cn-2"), NodePair::new("cn-1", "cn-3")]);
+        assert_eq!(i.psks[1].created, t + time::Duration::days(1), "a rotation replaces the record");
+        let text = String::from_utf8(i.to_json()).unwrap();
+        assert_eq!(Index::parse(Path::new("index.json"), &text).unwrap(), i);
+        i.drop_psk(&NodePair::new("cn-2", "cn-1"));
+        assert_eq!(i.psk_pairs(), [NodePair::new("cn-1", "cn-3")]);
+
+        let swapped = text
+            .replace("\"low\": \"cn-1\",\n      \"high\": \"cn-2\"", "\"low\": \"cn-2\",\n      \"high\": \"cn-1\"");
+        assert_ne!(swapped, text);
+        assert!(Index::parse(Path::new("index.json"), &swapped).is_err());
+        let escaping = text.replace("\"cn-2\"", "\"../x\"");
+        assert!(Index::parse(Path::new("index.json"), &escaping).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The topology keyset: a CA, a certificate per identity (controllers, engines, peering
-//! identities, clients), a CRL and a tls-crypt key, kept in `<state>/keyset/`.
+//! identities, clients), a CRL, a tls-crypt key and a pre-shared key per pair of compute nodes
+//! in different PDCs, kept in `<state>/keyset/`.
 //!
 //! * [`Keyset::init`] creates it once per topology (refusing to overwrite), in a staging directory
 //!   renamed into place, so a failure leaves nothing behind.
@@ -8,6 +9,8 @@
 //!   second sync writes nothing.
 //! * [`Keyset::renew`] re-issues certificates that expire within a window and refreshes the CRL.
 //! * [`Keyset::expiry`] (and [`expiry_diagnostics`]) say what expires within 30 days.
+//! * `init` and `sync` also give every new node pair a pre-shared key and drop the keys of pairs
+//!   that are gone; [`Keyset::rotate_psk`] replaces one pair's key or all of them (see [`pairs`]).
 //!
 //! Every file is 0600 and every directory 0700; [`Keyset::open`] refuses a keyset in which
 //! anything is open to group or others. The layout is fixed (see [`store`]); other modules read
@@ -16,8 +19,10 @@
 mod error;
 mod expiry;
 mod index;
+mod pairs;
 mod pki;
 mod plan;
+mod psk;
 pub mod store;
 
 use std::fmt;
@@ -31,8 +36,9 @@ use time::{Duration, OffsetDateTime, UtcOffset};
 pub use self::error::KeyError;
 pub use self::expiry::{ExpiryNotice, Subject, WARNING_DAYS};
 use self::index::{CrlState, INDEX_VERSION, Index, RevokedSerial, Validity};
-pub use self::index::{Reason, Record};
+pub use self::index::{PskRecord, Reason, Record};
 use self::pki::Job;
+pub use self::psk::{PSK_LEN, Psk};
 use self::store::{CA_CERT, CA_KEY, CRL, Commit, INDEX, Layout, TLS_CRYPT};
 pub use crate::state::keyset_dir;
 
@@ -78,6 +84,15 @@ pub struct Report {
     /// Identities no longer in the topology: their records and files are gone.
     pub removed: Vec<String>,
     pub unchanged: usize,
+    /// Node pairs (`low and high`) that got their first pre-shared key (or a new one because
+    /// the file was gone).
+    pub psk_created: Vec<String>,
+    /// Node pairs whose key was replaced (`rotate-psk`).
+    pub psk_rotated: Vec<String>,
+    /// Node pairs no longer in the topology: their keys are gone.
+    pub psk_removed: Vec<String>,
+    /// Pairs whose key stayed as it was.
+    pub psk_unchanged: usize,
     /// A new `crl.pem` was written.
     pub crl_updated: bool,
     /// Things the operator should know (CA expiry, pending changes, files that could not be removed).
@@ -88,6 +103,12 @@ impl Report {
     pub fn changed(&self) -> bool {
         !(self.issued.is_empty() && self.revoked.is_empty() && self.renewed.is_empty() && self.removed.is_empty())
             || self.crl_updated
+            || self.psk_changed()
+    }
+
+    /// Whether any pre-shared key was created, rotated or removed.
+    pub fn psk_changed(&self) -> bool {
+        !(self.psk_created.is_empty() && self.psk_rotated.is_empty() && self.psk_removed.is_empty())
     }
 }
 
@@ -104,6 +125,16 @@ impl fmt::Display for Report {
         )?;
         if self.crl_updated {
             f.write_str("; CRL updated")?;
+        }
+        if self.psk_changed() {
+            write!(
+                f,
+                "; pre-shared keys: created {}, rotated {}, removed {}, unchanged {}",
+                self.psk_created.len(),
+                self.psk_rotated.len(),
+                self.psk_removed.len(),
+                self.psk_unchanged
+            )?;
         }
         Ok(())
     }
@@ -167,6 +198,8 @@ impl Keyset {
         }
         let ids = identities(net);
         plan::check_identities(&ids)?;
+        let node_pairs = &net.vxlan.ipsec.pairs;
+        plan::check_pairs(node_pairs)?;
         store::create_dir_all(state)?;
         let staging = store::Staging::create(state)?;
         let layout = Layout::new(staging.path());
@@ -190,7 +223,9 @@ impl Keyset {
             crl: CrlState { number: 1, this_update: not_before, next_update: now + policy.crl_validity },
             identities: Default::default(),
             revoked: vec![],
+            psks: vec![],
         };
+        pairs::write_new_psks(&layout, &mut index, node_pairs, now)?;
         let wanted: Vec<&Identity> = ids.iter().filter(|id| !id.revoked).collect();
         let jobs = new_jobs(&mut index, wanted.iter().map(|id| (id.cn.clone(), id.kind)), now, policy);
         pki::issue_all(&ca, &net.name, &jobs, policy.threads, |job, cert, key| {
@@ -209,6 +244,7 @@ impl Keyset {
             issued: jobs.into_iter().map(|j| j.cn).collect(),
             unchanged: ids.len() - wanted.len(),
             crl_updated: true,
+            psk_created: node_pairs.iter().map(ToString::to_string).collect(),
             ..Report::default()
         })
     }
@@ -222,32 +258,50 @@ impl Keyset {
         self.reload(net)?;
         let ids = identities(net);
         let plan = plan::sync(&self.index, &ids)?;
+        let psk_plan = pairs::plan(&self.layout, &self.index, net)?;
         let mut report = self.report();
         report.unchanged = plan.unchanged;
-        if plan.is_empty() {
+        report.psk_unchanged = psk_plan.unchanged;
+        if plan.is_empty() && psk_plan.is_empty() {
+            pairs::remove_strays(&self.layout, &self.index, &mut report);
             return Ok(report);
         }
         store::remove_stale_tmp(&self.layout)?;
-        let issuer = self.issuer()?;
         let mut index = self.index.clone();
-        let jobs = new_jobs(&mut index, plan.issue.iter().cloned(), now, &self.policy);
-        let mut commit = self.issue_staged(&issuer, &jobs)?;
-        record_jobs(&mut index, &jobs);
-        for (cn, serial, reason) in &plan.revoke {
-            index.revoke_serial(RevokedSerial { serial: *serial, cn: cn.clone(), revoked_at: now, reason: *reason });
-        }
-        for cn in &plan.mark_revoked {
-            if let Some(r) = index.identities.get_mut(cn) {
-                r.revoked = true;
-                r.revoked_at = Some(now);
+        let mut commit = Commit::default();
+        let mut jobs = Vec::new();
+        // The CA key is read only when certificates change: a sync that only adds node pairs
+        // leaves it alone.
+        if !plan.is_empty() {
+            let issuer = self.issuer()?;
+            jobs = new_jobs(&mut index, plan.issue.iter().cloned(), now, &self.policy);
+            commit = self.issue_staged(&issuer, &jobs)?;
+            record_jobs(&mut index, &jobs);
+            for (cn, serial, reason) in &plan.revoke {
+                index.revoke_serial(RevokedSerial {
+                    serial: *serial,
+                    cn: cn.clone(),
+                    revoked_at: now,
+                    reason: *reason,
+                });
+            }
+            for cn in &plan.mark_revoked {
+                if let Some(r) = index.identities.get_mut(cn) {
+                    r.revoked = true;
+                    r.revoked_at = Some(now);
+                }
+            }
+            for cn in &plan.drop {
+                index.identities.remove(cn);
+            }
+            if !plan.revoke.is_empty() {
+                self.stage_crl(&mut commit, &issuer, &mut index, now)?;
+                report.crl_updated = true;
             }
         }
-        for cn in &plan.drop {
-            index.identities.remove(cn);
-        }
-        if !plan.revoke.is_empty() {
-            self.stage_crl(&mut commit, &issuer, &mut index, now)?;
-            report.crl_updated = true;
+        pairs::stage_psks(&self.layout, &mut commit, &mut index, &psk_plan.create, now)?;
+        for p in &psk_plan.remove {
+            index.drop_psk(p);
         }
         commit.stage(self.layout.file(INDEX), &index.to_json())?;
         commit.commit(self.layout.root())?;
@@ -255,18 +309,25 @@ impl Keyset {
 
         for cn in &plan.drop {
             for path in [self.layout.cert(cn), self.layout.key(cn)] {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => report.warnings.push(format!("could not remove {}: {e}", path.display())),
-                }
+                remove_or_warn(&path, &mut report);
             }
+        }
+        for p in &psk_plan.remove {
+            remove_or_warn(&self.layout.psk(p), &mut report);
+        }
+        pairs::remove_strays(&self.layout, &self.index, &mut report);
+        for p in &psk_plan.recreate {
+            report.warnings.push(format!(
+                "the pre-shared key file of {p} was missing; it has a new key now, which both nodes need"
+            ));
         }
         report.issued = jobs.into_iter().map(|j| j.cn).collect();
         let mut revoked: Vec<String> = plan.revoke.into_iter().map(|(cn, _, _)| cn).collect();
         revoked.dedup();
         report.revoked = revoked;
         report.removed = plan.drop;
+        report.psk_created = psk_plan.create.iter().map(ToString::to_string).collect();
+        report.psk_removed = psk_plan.remove.iter().map(ToString::to_string).collect();
         Ok(report)
     }
 
@@ -282,6 +343,7 @@ impl Keyset {
         let deadline = now + within;
         let due = plan::renew(&self.index, &ids, deadline);
         let pending = plan::sync(&self.index, &ids)?;
+        let psk_pending = pairs::plan(&self.layout, &self.index, net)?;
         let mut report = self.report();
         report.unchanged = self.index.identities.values().filter(|r| !r.revoked).count().saturating_sub(due.len());
         if !pending.is_empty() {
@@ -291,6 +353,13 @@ impl Keyset {
                 pending.issue.len(),
                 pending.revoke.len(),
                 pending.drop.len()
+            ));
+        }
+        if !psk_pending.is_empty() {
+            report.warnings.push(format!(
+                "the topology's node pairs changed ({} pre-shared keys to create, {} to remove); run `meshwork keys sync`",
+                psk_pending.create.len(),
+                psk_pending.remove.len()
             ));
         }
         if self.index.ca.not_after <= deadline {
@@ -441,6 +510,16 @@ impl Keyset {
         };
         let pem = pki::crl(issuer, index.crl.number, index.crl.this_update, index.crl.next_update, &index.revoked)?;
         commit.stage(self.layout.file(CRL), pem.as_bytes())
+    }
+}
+
+/// Removes a file that is no longer part of the keyset; a failure is a warning, since the
+/// index (already committed) no longer refers to it.
+fn remove_or_warn(path: &Path, report: &mut Report) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => report.warnings.push(format!("could not remove {}: {e}", path.display())),
     }
 }
 

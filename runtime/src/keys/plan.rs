@@ -1,9 +1,10 @@
 //! What `sync` and `renew` must do: a pure function of the index, the topology's identities and
 //! the clock, so it is tested without touching the disk.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use meshwork_compiler::identity::{Identity, Kind};
+use meshwork_compiler::vxlan::names::NodePair;
 use time::OffsetDateTime;
 
 use super::error::KeyError;
@@ -90,6 +91,55 @@ pub fn sync(index: &Index, ids: &[Identity]) -> Result<Plan, KeyError> {
     Ok(plan)
 }
 
+/// The changes that bring a keyset's pre-shared keys in line with a topology's node pairs.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PskPlan {
+    /// Pairs that need a new key: new pairs, and recorded ones whose file is gone.
+    pub create: Vec<NodePair>,
+    /// Of `create`, the pairs the index records but whose file is missing.
+    pub recreate: Vec<NodePair>,
+    /// Pairs no longer in the topology (nodes removed, moved into one PDC, or without
+    /// `external`): their records and files go.
+    pub remove: Vec<NodePair>,
+    pub unchanged: usize,
+}
+
+impl PskPlan {
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Validates the topology's pairs as file names (the compiler's names, checked again because
+/// the keyset builds paths from them).
+pub fn check_pairs(pairs: &[NodePair]) -> Result<(), KeyError> {
+    for p in pairs {
+        check_name(&p.low)?;
+        check_name(&p.high)?;
+    }
+    Ok(())
+}
+
+/// `recorded`: the pairs in the index; `wanted`: the topology's; `has_file`: whether a
+/// recorded pair's key file exists. Keys of pairs that stay are never touched.
+pub fn psks(recorded: &[NodePair], wanted: &[NodePair], has_file: impl Fn(&NodePair) -> bool) -> PskPlan {
+    let recorded_set: BTreeSet<&NodePair> = recorded.iter().collect();
+    let wanted_set: BTreeSet<&NodePair> = wanted.iter().collect();
+    let mut plan = PskPlan::default();
+    for p in wanted_set.iter().copied() {
+        if !recorded_set.contains(p) {
+            plan.create.push(p.clone());
+        } else if !has_file(p) {
+            plan.create.push(p.clone());
+            plan.recreate.push(p.clone());
+        } else {
+            plan.unchanged += 1;
+        }
+    }
+    plan.remove = recorded_set.difference(&wanted_set).map(|p| (*p).clone()).collect();
+    plan
+}
+
 /// Identities of the topology whose current certificate expires by `deadline` (expired ones
 /// included). Revoked, missing or changed identities are left to `sync`.
 pub fn renew(index: &Index, ids: &[Identity], deadline: OffsetDateTime) -> Vec<(String, Kind)> {
@@ -141,6 +191,7 @@ mod tests {
             crl: CrlState { number: 1, this_update: T, next_update: T },
             identities,
             revoked: vec![],
+            psks: vec![],
         }
     }
 
@@ -198,6 +249,23 @@ mod tests {
         assert!(matches!(e, KeyError::DuplicateIdentity { .. }));
         let e = sync(&i, &[id("../etc", Kind::Client, false)]).unwrap_err();
         assert!(matches!(e, KeyError::InvalidName { .. }));
+    }
+
+    #[test]
+    fn psk_plan_creates_new_pairs_removes_gone_ones_and_keeps_the_rest() {
+        let p = |a: &str, b: &str| NodePair::new(a, b);
+        let recorded = [p("a", "c"), p("b", "c"), p("c", "d")];
+        let wanted = [p("d", "c"), p("a", "c"), p("a", "e")];
+        let plan = psks(&recorded, &wanted, |_| true);
+        assert_eq!(plan.create, [p("a", "e")]);
+        assert_eq!(plan.remove, [p("b", "c")]);
+        assert_eq!(plan.unchanged, 2);
+        assert!(plan.recreate.is_empty());
+        let plan = psks(&recorded, &wanted, |pair| pair != &p("c", "d"));
+        assert_eq!(plan.create, [p("a", "e"), p("c", "d")]);
+        assert_eq!(plan.recreate, [p("c", "d")]);
+        assert!(psks(&recorded, &recorded, |_| true).is_empty());
+        assert!(check_pairs(&[p("a", "../b")]).is_err());
     }
 
     #[test]

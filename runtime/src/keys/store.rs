@@ -5,6 +5,7 @@
 //!     ca.crt ca.key tls-crypt.key crl.pem index.json      0600
 //!     issued/<cn>.crt        (dir 0700, files 0600)
 //!     private/<cn>.key       (dir 0700, files 0600)
+//!     psk/<low>+<high>.psk   (dir 0700, files 0600; only when the topology has node pairs)
 //! ```
 //!
 //! A new keyset is built in a staging directory next to its final place and renamed into place
@@ -18,6 +19,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use meshwork_compiler::vxlan::names::{NodePair, PSK_DIR};
 
 use super::error::KeyError;
 
@@ -65,6 +68,13 @@ impl Layout {
     }
     pub fn key(&self, cn: &str) -> PathBuf {
         self.root.join(PRIVATE).join(format!("{cn}.key"))
+    }
+    pub fn psk_dir(&self) -> PathBuf {
+        self.root.join(PSK_DIR)
+    }
+    /// The pair's key file; the name is the compiler's, which node artifacts reference.
+    pub fn psk(&self, pair: &NodePair) -> PathBuf {
+        self.psk_dir().join(pair.psk_file())
     }
 }
 
@@ -168,8 +178,13 @@ impl Drop for Commit {
 
 /// Removes temporaries left by an interrupted run (the caller holds the lock).
 pub fn remove_stale_tmp(layout: &Layout) -> Result<(), KeyError> {
-    for dir in [layout.root().to_path_buf(), layout.issued_dir(), layout.private_dir()] {
-        let entries = fs::read_dir(&dir).map_err(KeyError::io("read directory", &dir))?;
+    for dir in [layout.root().to_path_buf(), layout.issued_dir(), layout.private_dir(), layout.psk_dir()] {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // Keysets without node pairs have no psk/.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == layout.psk_dir() => continue,
+            Err(e) => return Err(KeyError::io("read directory", &dir)(e)),
+        };
         for entry in entries {
             let entry = entry.map_err(KeyError::io("read directory", &dir))?;
             let name = entry.file_name();

@@ -1,7 +1,10 @@
 //! Helpers for kernel tests that build small networks of namespaces: a scratch lab that undoes
 //! itself (namespaces by name, processes by pid), traffic from inside a namespace (ICMP echo
 //! over a raw socket, since `ping` may not be installed; TCP connect), and the `meshwork` CLI.
+//! Shared topologies are in [`fixtures`].
 #![allow(dead_code)]
+
+pub mod fixtures;
 
 use std::fs;
 use std::io::{Read, Write};
