@@ -118,3 +118,57 @@ pub fn topology_with_clients(clients: u32) -> String {
     }
     s
 }
+
+/// The VXLAN part of the issue-10 benchmark: 128 nodes in 8 PDCs, 16 overlay rules, 256
+/// overlays (each on 8 nodes in two PDCs, so every rule crosses PDCs), 20,000 vNICs, the admin
+/// overlay and a node firewall. Appended to [`topology`] it makes one file with both halves.
+pub const NODES: u32 = 128;
+pub const PDCS: u32 = 8;
+pub const OVERLAY_RULES: u32 = 16;
+pub const OVERLAYS: u32 = 256;
+pub const VNICS: u32 = 20_000;
+
+pub fn vxlan_part() -> String {
+    let per_pdc = NODES / PDCS;
+    let mut s = String::with_capacity(2 << 20);
+    let w = &mut s;
+    for n in 0..NODES {
+        let (p, i) = (n / per_pdc, n % per_pdc);
+        let _ = writeln!(
+            w,
+            "node \"cn-{n}\" pdc=\"dc{p}\" admin=\"10.200.{p}.{}/24\" external=\"172.20.{p}.{}/24\"",
+            11 + i,
+            11 + i
+        );
+    }
+    // Rule names must end in a letter (SmartOS appends the VNI).
+    let rule = |r: u32| format!("tenants_{}", char::from(b'a' + r as u8));
+    for r in 0..OVERLAY_RULES {
+        let _ = writeln!(w, "overlay-rule \"{}\"", rule(r));
+    }
+    let _ = writeln!(w, "admin-overlay subnet=\"10.250.0.0/24\"");
+    let _ = writeln!(w, "node-firewall policy=\"drop\" {{\n    allow from=\"fwset:nets-0\" proto=\"tcp\" port=22\n}}");
+    let mut vnic = 0;
+    for o in 0..OVERLAYS {
+        let (pa, pb) = (o % PDCS, (o + 3) % PDCS);
+        let nodes: Vec<u32> = (0..4)
+            .map(|k| pa * per_pdc + (o + k) % per_pdc)
+            .chain((0..4).map(|k| pb * per_pdc + (o + 2 * k) % per_pdc))
+            .collect();
+        let _ = writeln!(
+            w,
+            "vxlan \"ov-{o}\" rule=\"{}\" vni={} subnet=\"10.{}.{}.0/24\" {{",
+            rule(o % OVERLAY_RULES),
+            1000 + o / OVERLAY_RULES,
+            128 + o / 256,
+            o % 256
+        );
+        let count = VNICS / OVERLAYS + u32::from(o < VNICS % OVERLAYS);
+        for j in 0..count {
+            let _ = writeln!(w, "    vnic \"vm-{vnic}\" node=\"cn-{}\"", nodes[(j as usize) % nodes.len()]);
+            vnic += 1;
+        }
+        let _ = writeln!(w, "}}");
+    }
+    s
+}
