@@ -55,6 +55,16 @@ codes! {
         "The front end could not read the file. meshwork reads `.toml` files as TOML 1.0 and every \
          other file as KDL v2. Fix the syntax at the marked place; nothing else is checked until the \
          file parses.";
+    TooDeep = "parse::too-deep", "blocks or comments nested deeper than meshwork reads",
+        "A topology needs a few levels of `{ }` (a controller's engines, the firewall's rules). \
+         meshwork refuses files nested deeper than 32 levels of blocks or of `/* */` comments \
+         before parsing them, because parsing such a file could exhaust the stack. The mark is on \
+         the brace (or comment) that goes one level too deep: a missing `}` or `*/` above it is \
+         the usual cause.";
+    Encoding = "parse::encoding", "the file is not UTF-8 text",
+        "Topology files are read as UTF-8. The mark is on the first byte that is not valid UTF-8; \
+         re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or check that it is the \
+         topology file at all.";
     UnknownNode = "shape::unknown-node", "a node or table that meshwork does not know",
         "Every node (KDL) or key (TOML) must be one the language defines at that place. Typos get a \
          'did you mean' suggestion. See the language reference in the README.";

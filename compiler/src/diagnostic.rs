@@ -1,9 +1,6 @@
 //! A diagnostic is a code, a severity, a message and labels on exact spans; this module also
-//! renders them (miette for people, JSON for programs).
+//! turns them into JSON for programs ([`crate::render`] draws them for people).
 
-use std::fmt;
-
-use miette::{LabeledSpan, NamedSource};
 use serde::Serialize;
 
 use crate::codes::Code;
@@ -124,59 +121,8 @@ impl JsonDiagnostic {
     }
 }
 
-/// A diagnostic tied to its file, so miette can draw it.
-#[derive(Debug)]
-pub struct Located {
-    diagnostic: Diagnostic,
-    source: NamedSource<String>,
-}
-
-impl Located {
-    pub fn new(file: &SourceFile, diagnostic: Diagnostic) -> Self {
-        Self { diagnostic, source: NamedSource::new(&file.name, file.text.to_string()) }
-    }
-}
-
-impl fmt::Display for Located {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.diagnostic.message)
-    }
-}
-
-impl std::error::Error for Located {}
-
-impl miette::Diagnostic for Located {
-    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(self.diagnostic.code))
-    }
-    fn severity(&self) -> Option<miette::Severity> {
-        Some(match self.diagnostic.severity {
-            Severity::Error => miette::Severity::Error,
-            Severity::Warning => miette::Severity::Warning,
-        })
-    }
-    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.diagnostic.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
-    }
-    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        Some(&self.source)
-    }
-    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let d = &self.diagnostic;
-        let primary = LabeledSpan::new_primary_with_span(Some(d.primary.text.clone()), d.primary.span);
-        let rest = d.secondary.iter().map(|l| LabeledSpan::new_with_span(Some(l.text.clone()), l.span));
-        Some(Box::new(std::iter::once(primary).chain(rest)))
-    }
-}
-
 /// Renders diagnostics as text without colours at a fixed width: what tests and snapshots see.
 pub fn render_plain(file: &SourceFile, diagnostics: &[Diagnostic]) -> String {
     let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor()).with_width(100);
-    let mut out = String::new();
-    for d in diagnostics {
-        let located = Located::new(file, d.clone());
-        // Writing into a String cannot fail.
-        let _ = handler.render_report(&mut out, &located);
-    }
-    out
+    crate::render::render(&handler, file, diagnostics)
 }

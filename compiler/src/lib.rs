@@ -11,15 +11,18 @@ pub mod codes;
 pub mod diagnostic;
 pub mod diff;
 pub mod emit;
+pub mod encoding;
 pub mod explain;
 pub mod firewall;
 pub mod grammar;
 pub mod graph;
 pub mod identity;
+pub mod lines;
 pub mod lower;
 pub mod model;
 pub mod network;
 pub mod peering;
+pub mod render;
 pub mod rules;
 pub mod schema;
 pub mod shape;
@@ -85,6 +88,18 @@ pub fn analyze(file: SourceFile) -> Analysis {
     }
     let network = if diags.has_errors() { None } else { network };
     Analysis { file, diagnostics: diags.into_sorted(), topology: Some(topology), network }
+}
+
+/// [`analyze`] for a file as read from disk: bytes that are not UTF-8 are one located
+/// diagnostic (and nothing else is checked), not a failure to read.
+pub fn analyze_bytes(name: impl Into<String>, bytes: Vec<u8>) -> Analysis {
+    match encoding::decode(name, bytes) {
+        Ok(file) => analyze(file),
+        Err(bad) => {
+            let (file, d) = *bad;
+            Analysis { file, diagnostics: vec![d], topology: None, network: None }
+        }
+    }
 }
 
 /// Compiles a valid file into its artifacts, or returns the analysis with its errors.

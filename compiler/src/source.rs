@@ -1,14 +1,18 @@
 //! A topology file as read from disk, and the byte spans that point into it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use miette::SourceSpan as Span;
+
+use crate::lines::LineIndex;
 
 /// One topology file: its display name (as given on the command line) and its text.
 #[derive(Clone, Debug)]
 pub struct SourceFile {
     pub name: String,
     pub text: Arc<str>,
+    /// Built on first use and shared by clones: every diagnostic of a report needs it.
+    lines: Arc<OnceLock<LineIndex>>,
 }
 
 /// Which front end reads a file; chosen by extension.
@@ -20,7 +24,12 @@ pub enum Format {
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
-        Self { name: name.into(), text: text.into() }
+        Self { name: name.into(), text: text.into(), lines: Arc::default() }
+    }
+
+    /// Where the text's lines start.
+    pub fn lines(&self) -> &LineIndex {
+        self.lines.get_or_init(|| LineIndex::new(&self.text))
     }
 
     /// `.toml` files are TOML; everything else (`.kdl` and friends) is KDL.
@@ -35,11 +44,7 @@ impl SourceFile {
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
-        (line, column)
+        self.lines().line_col(&self.text, offset)
     }
 }
 

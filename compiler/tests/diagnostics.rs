@@ -720,3 +720,29 @@ fn every_code_has_a_test_here() {
         assert!(!code.explanation().is_empty() && !code.summary().is_empty());
     }
 }
+
+/// Regression (issue 12): 1,250 levels of `a{` overflowed the stack inside the KDL parser.
+/// The depth is checked before parsing; the mark is on the brace one level too deep.
+#[test]
+fn nesting_too_deep_is_refused_before_parsing() {
+    let deep = |n: usize| format!("{BASE}{}{}\n", "a{".repeat(n), "}".repeat(n));
+    raw("t.kdl", &deep(1250)).has("parse::too-deep", 4, 66, "{");
+    raw("t.kdl", &format!("{BASE}{}{}\n", "/*".repeat(40), "*/".repeat(40))).has("parse::too-deep", 4, 65, "/*");
+    // At the limit the file parses (and gets the usual complaints about unknown nodes).
+    let at_limit = raw("t.kdl", &deep(meshwork_compiler::syntax::depth::MAX_DEPTH));
+    assert_eq!(at_limit.count("parse::too-deep"), 0);
+}
+
+/// Regression (issue 12): a file that is not UTF-8 was an I/O error without line or column.
+#[test]
+fn invalid_utf8_is_a_located_diagnostic() {
+    let mut bytes = BASE.as_bytes().to_vec();
+    bytes.extend_from_slice(b"client \"caf\xe9\"\n");
+    let a = meshwork_compiler::analyze_bytes("t.kdl", bytes);
+    assert_eq!(a.diagnostics.len(), 1);
+    let json = meshwork_compiler::diagnostic::JsonDiagnostic::new(&a.file, &a.diagnostics[0]);
+    assert_eq!((&json.code.name()["meshwork::".len()..], json.line, json.column), ("parse::encoding", 4, 12));
+    assert!(json.message.contains("0xe9"), "{}", json.message);
+    let text = meshwork_compiler::diagnostic::render_plain(&a.file, &a.diagnostics);
+    assert!(text.contains("t.kdl:4:12"), "{text}");
+}

@@ -26,6 +26,16 @@ fn check(name: &str, text: &str) -> Result<(), TestCaseError> {
 }
 
 fn invariants(analysis: &Analysis, text: &str) -> Result<(), TestCaseError> {
+    if let Some(net) = &analysis.network {
+        // A valid file also compiles.
+        meshwork_compiler::artifacts::build(net);
+    }
+    report_invariants(analysis, text)
+}
+
+/// The invariants of the diagnostics and their reports (not compiling: the byte-level loop
+/// runs thousands of mutants, most of them still valid, and compiling is what costs).
+fn report_invariants(analysis: &Analysis, text: &str) -> Result<(), TestCaseError> {
     for d in &analysis.diagnostics {
         let end = d.primary.span.offset() + d.primary.span.len();
         prop_assert!(
@@ -49,10 +59,6 @@ fn invariants(analysis: &Analysis, text: &str) -> Result<(), TestCaseError> {
         let json = JsonDiagnostic::new(&analysis.file, d);
         prop_assert!(json.line >= 1 && json.column >= 1);
         serde_json::to_string(&json).expect("a diagnostic serialises");
-    }
-    if let Some(net) = &analysis.network {
-        // A valid file also compiles.
-        meshwork_compiler::artifacts::build(net);
     }
     let rendered = render_plain(&analysis.file, &analysis.diagnostics);
     prop_assert_eq!(rendered.is_empty(), analysis.diagnostics.is_empty());
@@ -510,4 +516,89 @@ peering "partial" {
 "#;
     let analysis = analyze(SourceFile::new("cost.kdl", text));
     assert!(analysis.has_errors());
+}
+
+/// A small deterministic generator (xorshift64*), so a failing mutant is reproducible from the
+/// seed and index that the failure message names.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Byte-level damage of the kinds a hostile or corrupted file has: flips, cuts, copies, deep
+/// nesting, very long lines, bytes that are not UTF-8.
+fn mutate_bytes(rng: &mut Rng, mut b: Vec<u8>) -> Vec<u8> {
+    let at = rng.below(b.len() + 1);
+    // Long lines are rare: parsing 66 kB in a debug build is what costs here.
+    let kind = if rng.below(50) == 0 { 5 } else { [0, 1, 2, 3, 4, 6, 7, 8, 9][rng.below(9)] };
+    match kind {
+        0 | 1 => {
+            if !b.is_empty() {
+                let i = rng.below(b.len());
+                b[i] ^= 1 << rng.below(8);
+            }
+        }
+        2 => {
+            let end = (at + 1 + rng.below(40)).min(b.len());
+            b.drain(at..end);
+        }
+        3 => {
+            let end = (at + 1 + rng.below(200)).min(b.len());
+            let copy = b[at..end].to_vec();
+            let to = rng.below(b.len() + 1);
+            b.splice(to..to, copy);
+        }
+        4 => {
+            let opener: &[u8] =
+                [&b"a{"[..], b"{", b"/*", b"[", b"{a=", b"a.", b"[[", b"\"\"\"", b"x ", b"/- ", b"}"][rng.below(11)];
+            let n = [10, 33, 100, 1000][rng.below(4)];
+            b.splice(at..at, opener.repeat(n));
+        }
+        5 => {
+            // A line long enough that a diagnostic after it starts past column 65,535.
+            let filler: &[u8] = [&b" "[..], b"x", b"\t", b"#"][rng.below(4)];
+            b.splice(at..at, filler.repeat(66_000 + rng.below(2000)));
+        }
+        6 => {
+            let bad: &[u8] = [&b"\xff"[..], b"\xc3", b"\xed\xa0\x80", b"\xe2\x82", b"\x80\x80", b"\0"][rng.below(6)];
+            b.splice(at..at, bad.iter().copied());
+        }
+        _ => {
+            let token: &[u8] = [&b"}"[..], b"{", b"\"", b"\n", b"=", b"]", b"*/", b"//", b"#", b"\r"][rng.below(10)];
+            b.splice(at..at, token.iter().copied());
+        }
+    }
+    b
+}
+
+/// Regression (issue 12, item 1): the proptest mutations above stay inside UTF-8 and small
+/// edits, so they never nested 1,250 levels deep or wrote a 70,000-column line, which crashed
+/// the KDL parser and the report renderer. This loop throws several thousand byte-level mutants
+/// of every example (KDL and TOML) at `analyze_bytes`, both renderers and the invariants.
+/// `MESHWORK_FUZZ_MUTANTS` runs more; `MESHWORK_FUZZ_SEED` another sequence.
+#[test]
+fn hostile_byte_mutants_never_crash() {
+    let total: usize = std::env::var("MESHWORK_FUZZ_MUTANTS").ok().and_then(|n| n.parse().ok()).unwrap_or(2500);
+    let seed: u64 = std::env::var("MESHWORK_FUZZ_SEED").ok().and_then(|n| n.parse().ok()).unwrap_or(0x5eed_1234);
+    let seeds = seeds();
+    let mut rng = Rng(seed | 1);
+    for i in 0..total {
+        let (name, text) = &seeds[i % seeds.len()];
+        let mut bytes = text.clone().into_bytes();
+        for _ in 0..1 + rng.below(3) {
+            bytes = mutate_bytes(&mut rng, bytes);
+        }
+        let analysis = meshwork_compiler::analyze_bytes(name.as_str(), bytes);
+        let text = analysis.file.text.clone();
+        report_invariants(&analysis, &text).unwrap_or_else(|e| panic!("mutant {i} (seed {seed}) of {name}: {e}"));
+    }
 }

@@ -19,6 +19,8 @@ use meshwork_compiler::emit::openvpn::{DATA_CIPHERS, TLS_VERSION_MIN};
 use meshwork_compiler::network::{CLIENT_PORT, ClientNet, ControllerNet, Network};
 use sha2::{Digest, Sha256};
 
+use crate::keys::{KeyError, Keyset};
+
 /// The keyset's CA certificate, relative to the keyset directory.
 pub const KEYSET_CA: &str = "ca.crt";
 /// The keyset's tls-crypt static key, relative to the keyset directory.
@@ -94,10 +96,8 @@ impl Fix {
 pub enum PackError {
     #[error("{} is missing; {}", path.display(), fix.advice(None))]
     Missing { path: PathBuf, fix: Fix },
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{} is not a PEM file", path.display())]
-    NotPem { path: PathBuf },
+    #[error("{0}")]
+    Keyset(KeyError),
     #[error("no client named `{0}` in the topology")]
     UnknownClient(String),
     #[error("client {0} is revoked")]
@@ -304,32 +304,30 @@ pub fn tar_gz(
     gz.finish().map_err(PackError::Archive)
 }
 
-/// Reads `cn`'s material from a keyset directory: `ca.crt`, `issued/<cn>.crt`,
-/// `private/<cn>.key`, `tls-crypt.key`. A missing file is named, with the command that makes it.
-pub fn load_material(keyset_dir: &Path, cn: &str) -> Result<Material, PackError> {
-    let ca = keyset_dir.join(KEYSET_CA);
-    let tls_crypt = keyset_dir.join(KEYSET_TLS_CRYPT);
-    let cert = keyset_dir.join(KEYSET_ISSUED).join(format!("{cn}.crt"));
-    let key = keyset_dir.join(KEYSET_PRIVATE).join(format!("{cn}.key"));
-    // Without the CA there is no keyset at all; without the client's files it predates the client.
-    Ok(Material {
-        ca_pem: read_pem(&ca, Fix::Init)?,
-        tls_crypt: read_pem(&tls_crypt, Fix::Init)?,
-        cert_pem: read_pem(&cert, Fix::Sync)?,
-        key_pem: read_pem(&key, Fix::Sync)?,
+/// The keyset in `state`, opened with every check the other verbs make (modes 0600/0700,
+/// owner, no symbolic links, `ca.crt` is the indexed CA). No keyset at all is
+/// [`PackError::Missing`] with the command that creates one.
+pub fn open_keyset(state: &Path) -> Result<Keyset, PackError> {
+    Keyset::open(state).map_err(|e| match e {
+        KeyError::NotFound { dir } => PackError::Missing { path: dir.join(KEYSET_CA), fix: Fix::Init },
+        other => PackError::Keyset(other),
     })
 }
 
-fn read_pem(path: &Path, fix: Fix) -> Result<String, PackError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(PackError::Missing { path: path.to_path_buf(), fix });
+/// Reads `cn`'s material from an open keyset: `ca.crt`, `issued/<cn>.crt`, `private/<cn>.key`
+/// (refused unless it is the certificate's key), `tls-crypt.key`. Every file is read through the
+/// keyset's checks; an identity the keyset lacks is named, with the command that issues it.
+pub fn load_material(keyset: &Keyset, cn: &str) -> Result<Material, PackError> {
+    let missing = |e: KeyError| match e {
+        KeyError::UnknownIdentity { .. } => {
+            PackError::Missing { path: keyset.dir().join(KEYSET_ISSUED).join(format!("{cn}.crt")), fix: Fix::Sync }
         }
-        Err(source) => return Err(PackError::Read { path: path.to_path_buf(), source }),
+        other => PackError::Keyset(other),
     };
-    if !text.contains("-----BEGIN ") {
-        return Err(PackError::NotPem { path: path.to_path_buf() });
-    }
-    Ok(text)
+    Ok(Material {
+        ca_pem: keyset.ca_pem().map_err(PackError::Keyset)?,
+        tls_crypt: keyset.tls_crypt().map_err(PackError::Keyset)?,
+        cert_pem: keyset.cert_pem(cn).map_err(missing)?,
+        key_pem: keyset.key_pem(cn).map_err(missing)?,
+    })
 }

@@ -3,10 +3,10 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use meshwork_compiler::diagnostic::{Diagnostic, Located};
+use meshwork_compiler::diagnostic::Diagnostic;
 use meshwork_compiler::network::Network;
 use meshwork_compiler::source::SourceFile;
-use meshwork_compiler::{Analysis, analyze};
+use meshwork_compiler::{Analysis, analyze_bytes};
 
 /// A failure that is not about the file's content (unreadable file, unwritable directory).
 #[derive(Debug, thiserror::Error)]
@@ -17,16 +17,11 @@ pub enum CliError {
     Message(String),
 }
 
-pub fn read(path: &Path) -> Result<SourceFile, CliError> {
-    let text = std::fs::read(path).map_err(|source| CliError::Read { path: path.display().to_string(), source })?;
-    let text = String::from_utf8(text).map_err(|e| {
-        CliError::Message(format!("{} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to()))
-    })?;
-    Ok(SourceFile::new(path.display().to_string(), text))
-}
-
+/// Reads and analyses a topology file. Only a file that cannot be read is an error here; what
+/// is in it (text that is not UTF-8 included) comes back as located diagnostics.
 pub fn load(path: &Path) -> Result<Analysis, CliError> {
-    Ok(analyze(read(path)?))
+    let bytes = std::fs::read(path).map_err(|source| CliError::Read { path: path.display().to_string(), source })?;
+    Ok(analyze_bytes(path.display().to_string(), bytes))
 }
 
 /// Prints diagnostics for people on stderr: colours on a terminal, plain otherwise.
@@ -37,9 +32,11 @@ pub fn print_diagnostics(file: &SourceFile, diagnostics: &[Diagnostic]) {
         miette::GraphicalTheme::unicode_nocolor()
     };
     let handler = miette::GraphicalReportHandler::new_themed(theme);
+    // One write per diagnostic: a report of thousands starts showing at once, and stays linear.
+    let mut out = String::new();
     for d in diagnostics {
-        let mut out = String::new();
-        let _ = handler.render_report(&mut out, &Located::new(file, d.clone()));
+        out.clear();
+        meshwork_compiler::render::render_one(&handler, file, d, &mut out);
         eprint!("{out}");
     }
 }

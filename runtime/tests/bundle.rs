@@ -236,6 +236,32 @@ fn hostile_kdf_parameters_are_refused_before_deriving() {
     }
 }
 
+/// Regression (issue 12, item 9): a header asking for Argon2 m=1 GiB, t=16, p=16 was within the
+/// old bounds, so it was derived (17 s, 1 GB) before the bundle was refused. Anything costlier
+/// than what meshwork writes is now refused from the header alone, with the reason.
+#[test]
+fn costly_kdf_parameters_are_refused_before_deriving() {
+    let s = Scratch::new("costly-kdf");
+    let sealed = fast_bundle(&s);
+    let state = s.path("state");
+    let with = |m: u32, t: u32, p: u32| {
+        let mut bad = sealed.clone();
+        bad[10..14].copy_from_slice(&m.to_be_bytes());
+        bad[14..18].copy_from_slice(&t.to_be_bytes());
+        bad[18..22].copy_from_slice(&p.to_be_bytes());
+        bad
+    };
+    for (m, t, p) in [(1 << 20, 16, 16), (1 << 20, 1, 1), (64 * 1024, 4, 1), (128 * 1024, 3, 1), (64 * 1024, 3, 16)] {
+        let err = bundle::import(&with(m, t, p), TOKEN, &state.join("keyset")).unwrap_err();
+        assert!(matches!(err, BundleError::KdfParams(_)), "m={m} t={t} p={p}: {err:?}");
+        let text = err.to_string();
+        assert!(text.contains("refusing the bundle's key-derivation parameters"), "{text}");
+        assert_nothing_written(&state);
+    }
+    // The bundle as sealed (small parameters) still opens.
+    assert!(bundle::open(&with(8, 1, 1), TOKEN).is_ok());
+}
+
 #[test]
 fn truncated_or_foreign_files_are_not_bundles() {
     let s = Scratch::new("truncated");

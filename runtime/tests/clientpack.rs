@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use meshwork::clientpack::{self, Material, PackOptions};
+use meshwork::keys::Keyset;
 use meshwork_compiler::emit::openvpn::{DATA_CIPHERS, TLS_VERSION_MIN};
 use meshwork_compiler::network::Network;
 use meshwork_compiler::source::SourceFile;
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 const THREE: &str = r#"
 topology "t"
@@ -300,39 +302,30 @@ impl Drop for Scratch {
     }
 }
 
-/// A keyset tree by hand, in the fixed layout, for `cns`.
-fn fake_keyset(state: &Path, cns: &[&str]) -> PathBuf {
-    let keyset = meshwork::state::keyset_dir(state);
-    std::fs::create_dir_all(keyset.join("issued")).expect("issued");
-    std::fs::create_dir_all(keyset.join("private")).expect("private");
-    let m = fake_material("any");
-    std::fs::write(keyset.join("ca.crt"), &m.ca_pem).expect("ca");
-    std::fs::write(keyset.join("tls-crypt.key"), &m.tls_crypt).expect("tls-crypt");
-    for cn in cns {
-        let m = fake_material(cn);
-        std::fs::write(keyset.join("issued").join(format!("{cn}.crt")), &m.cert_pem).expect("crt");
-        std::fs::write(keyset.join("private").join(format!("{cn}.key")), &m.key_pem).expect("key");
-    }
-    keyset
+/// The real keyset of `THREE` in `state`.
+fn init_keyset(state: &Path) {
+    Keyset::init(state, &network(THREE), OffsetDateTime::now_utc()).expect("keys init");
 }
 
 #[test]
 fn load_material_names_what_is_missing() {
     let s = Scratch::new("load");
-    let keyset = meshwork::state::keyset_dir(&s.path("state"));
-    let e = clientpack::load_material(&keyset, "web-1").expect_err("no keyset");
+    let state = s.path("state");
+    let keyset = meshwork::state::keyset_dir(&state);
+    let e = clientpack::open_keyset(&state).expect_err("no keyset");
     let msg = e.to_string();
     assert!(msg.contains(&keyset.join("ca.crt").display().to_string()), "{msg}");
     assert!(msg.contains("meshwork keys init"), "{msg}");
 
-    fake_keyset(&s.path("state"), &["web-1"]);
-    let m = clientpack::load_material(&keyset, "web-1").expect("material");
-    assert_eq!(m, fake_material("web-1"));
+    init_keyset(&state);
+    let opened = clientpack::open_keyset(&state).expect("keyset");
+    let m = clientpack::load_material(&opened, "web-1").expect("material");
+    assert!(m.key_pem.contains("PRIVATE KEY") && m.cert_pem.contains("CERTIFICATE"));
     assert!(!format!("{m:?}").contains("PRIVATE KEY"), "Debug hides the key");
 
-    let e = clientpack::load_material(&keyset, "web-2").expect_err("not issued");
+    let e = clientpack::load_material(&opened, "web-9").expect_err("not issued");
     let msg = e.to_string();
-    assert!(msg.contains(&keyset.join("issued").join("web-2.crt").display().to_string()), "{msg}");
+    assert!(msg.contains(&keyset.join("issued").join("web-9.crt").display().to_string()), "{msg}");
     assert!(msg.contains("meshwork keys sync"), "{msg}");
 }
 
@@ -352,8 +345,6 @@ fn cli_writes_private_packs_and_prints_no_secret() {
     let state = s.path("state");
     let state_s = state.to_str().expect("utf-8 path");
     let live: Vec<String> = network(THREE).clients.iter().filter(|c| !c.revoked).map(|c| c.name.clone()).collect();
-    let mut cns: Vec<&str> = live.iter().map(String::as_str).collect();
-    cns.push("gone");
 
     // No keyset yet: the error names the file to create and the command that does it.
     let one = s.path("web-1.ovpn");
@@ -363,7 +354,7 @@ fn cli_writes_private_packs_and_prints_no_secret() {
     assert!(err.contains("ca.crt") && err.contains(&format!("meshwork keys init {topo}")), "{err}");
     assert!(!one.exists());
 
-    fake_keyset(&state, &cns);
+    init_keyset(&state);
 
     // One client.
     let o = meshwork(&["clientpack", topo, "web-1", "-o", one.to_str().expect("path"), "--state-dir", state_s]);
@@ -373,7 +364,8 @@ fn cli_writes_private_packs_and_prints_no_secret() {
     assert_eq!(mode(&one), 0o600);
     let net = network(THREE);
     let client = clientpack::client(&net, "web-1").expect("client");
-    let expected = clientpack::ovpn(&net, client, &fake_material("web-1"), &PackOptions::default());
+    let material = clientpack::load_material(&clientpack::open_keyset(&state).expect("keyset"), "web-1").expect("material");
+    let expected = clientpack::ovpn(&net, client, &material, &PackOptions::default());
     assert_eq!(std::fs::read_to_string(&one).expect("pack"), expected);
 
     // A revoked client.
@@ -427,4 +419,70 @@ fn cli_writes_private_packs_and_prints_no_secret() {
         };
         assert!(config.lines().any(|l| l == "remote-random"), "{config}");
     }
+}
+
+/// Regression (issue 12, item 4): `clientpack` read the keyset's files directly, so a key file
+/// 0644, a private directory 0755, a private key that is a symbolic link (to the CA's key!) or
+/// another identity's key were all packed. It now opens the keyset as every other verb does.
+#[test]
+fn clientpack_applies_the_keyset_checks() {
+    use std::os::unix::fs::symlink;
+    let s = Scratch::new("checks");
+    let topo = s.file("t.kdl", THREE);
+    let (topo, state) = (topo.to_str().expect("path").to_string(), s.path("state"));
+    init_keyset(&state);
+    let keyset = meshwork::state::keyset_dir(&state);
+    let key = keyset.join("private").join("web-2.key");
+    let out = s.path("web-2.ovpn");
+    let run = || {
+        let _ = std::fs::remove_file(&out);
+        let o = meshwork(&[
+            "clientpack",
+            &topo,
+            "web-2",
+            "-o",
+            out.to_str().expect("path"),
+            "--state-dir",
+            state.to_str().expect("path"),
+        ]);
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let chmod = |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    let refused = |what: &str, needles: &[&str]| {
+        let (code, err) = run();
+        assert_eq!(code, Some(1), "{what}: accepted: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{what}: {n:?} not in {err}");
+        }
+        assert!(!err.contains("PRIVATE KEY"), "{what}: a secret in {err}");
+        assert!(!out.exists(), "{what}: a pack was written");
+    };
+    assert_eq!(run().0, Some(0), "the keyset as made is fine");
+
+    chmod(&key, 0o644);
+    refused("key 0644", &["web-2.key", "0644"]);
+    chmod(&key, 0o600);
+
+    chmod(&keyset.join("private"), 0o755);
+    refused("private/ 0755", &["private", "0755"]);
+    chmod(&keyset.join("private"), 0o700);
+
+    let kept = s.path("web-2.key.orig");
+    std::fs::rename(&key, &kept).expect("move the key away");
+    symlink("../ca.key", &key).expect("symlink");
+    refused("key is a link to the CA key", &["web-2.key", "not a regular file"]);
+    std::fs::remove_file(&key).expect("unlink");
+
+    std::fs::copy(keyset.join("private").join("web-1.key"), &key).expect("copy web-1's key");
+    chmod(&key, 0o600);
+    refused("web-1's key as web-2's", &["web-2.key", "does not belong", "web-2.crt"]);
+    std::fs::rename(&kept, &key).expect("restore the key");
+
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::lchown(&key, Some(65534), None).expect("chown");
+        refused("key owned by another user", &["web-2.key", "uid 65534"]);
+        std::os::unix::fs::lchown(&key, Some(0), None).expect("chown back");
+    }
+    assert_eq!(run().0, Some(0), "restored");
 }

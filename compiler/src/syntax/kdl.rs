@@ -8,6 +8,10 @@ use crate::diagnostic::Diagnostic;
 use crate::source::Span;
 
 pub fn parse(text: &str) -> Result<RawDoc, Vec<Diagnostic>> {
+    // Before the parser, which recurses per level and would overflow the stack.
+    if let Some(too_deep) = super::depth::check_kdl(text) {
+        return Err(vec![too_deep]);
+    }
     match KdlDocument::parse(text) {
         Ok(doc) => Ok(RawDoc { nodes: doc.nodes().iter().map(node).collect() }),
         Err(err) => Err(err

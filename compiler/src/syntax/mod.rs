@@ -2,6 +2,7 @@
 //! to it. It is KDL's shape (nodes with arguments, properties and children), with a byte span
 //! on everything, so that one shape checker and one lowering serve both languages.
 
+pub mod depth;
 pub mod kdl;
 pub mod toml;
 

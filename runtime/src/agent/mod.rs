@@ -28,7 +28,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use meshwork_compiler::emit::routes::RouteTable;
 use meshwork_compiler::network::MESH_API_PORT;
-use meshwork_compiler::source::SourceFile;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
@@ -132,8 +131,10 @@ fn now_secs() -> f64 {
 /// Reads and compiles the topology; the error is a one-line summary (diagnostics on stderr).
 fn load(cfg: &AgentConfig) -> Result<Loaded, String> {
     let stamp = stamp(cfg);
-    let text = std::fs::read_to_string(&cfg.file).map_err(|e| format!("cannot read {}: {e}", cfg.file.display()))?;
-    let mut analysis = meshwork_compiler::analyze(SourceFile::new(cfg.file.display().to_string(), text));
+    // The same path as `meshwork check`: bytes in, located diagnostics out (not UTF-8, too deep
+    // and the like included), so a hostile edit of the watched file cannot take the agent down.
+    let bytes = std::fs::read(&cfg.file).map_err(|e| format!("cannot read {}: {e}", cfg.file.display()))?;
+    let mut analysis = meshwork_compiler::analyze_bytes(cfg.file.display().to_string(), bytes);
     let Some(net) = analysis.network.take() else {
         let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
         let shown: Vec<_> = analysis.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
@@ -452,5 +453,45 @@ impl Agent {
         if std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 12, item 1): editing the watched file into a shape that overflowed the
+    /// KDL parser's stack or panicked the report renderer killed the agent. `load` (which every
+    /// reload goes through) now refuses each with diagnostics and keeps the last good topology.
+    /// Test threads have 2 MiB stacks, like tokio's workers.
+    #[test]
+    fn hostile_topology_files_are_refused_not_fatal() {
+        let dir = std::env::temp_dir().join(format!("meshwork-agent-hostile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let head = "topology \"t\"\noverlay \"100.127.255.192/26\"\n";
+        let cases: [(&str, Vec<u8>); 3] = [
+            ("deep.kdl", format!("{head}{}{}", "a{".repeat(5000), "}".repeat(5000)).into_bytes()),
+            ("long.kdl", format!("{head}{}bogus 1\n", " ".repeat(70_000)).into_bytes()),
+            ("latin1.kdl", [head.as_bytes(), b"client \"caf\xe9\"\n"].concat()),
+        ];
+        for (name, bytes) in cases {
+            let file = dir.join(name);
+            std::fs::write(&file, bytes).unwrap();
+            let cfg = AgentConfig {
+                file,
+                controller: "east".into(),
+                state_dir: dir.join("state"),
+                resync: Duration::from_secs(30),
+                listen: None,
+                read_token: None,
+                join_token: None,
+            };
+            match load(&cfg) {
+                Ok(_) => panic!("{name} loaded"),
+                Err(e) => assert!(e.contains("keeping the last good topology"), "{name}: {e}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,6 +24,9 @@ struct JsonFile {
     file: String,
     checksum: Option<String>,
     diagnostics: Vec<JsonDiagnostic>,
+    /// Why the file could not be read at all (then there are no diagnostics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 pub fn run(files: &[PathBuf], format: OutputFormat, deny_warnings: bool, state: &Path) -> Result<ExitCode, CliError> {
@@ -40,7 +43,23 @@ pub fn run(files: &[PathBuf], format: OutputFormat, deny_warnings: bool, state: 
         }
     }
     for path in files {
-        let analysis = input::load(path)?;
+        // A file that cannot be read is one error; the other files are still checked.
+        let analysis = match input::load(path) {
+            Ok(a) => a,
+            Err(e) => {
+                report.errors += 1;
+                match format {
+                    OutputFormat::Text => eprintln!("error: {e}"),
+                    OutputFormat::Json => report.files.push(JsonFile {
+                        file: path.display().to_string(),
+                        checksum: None,
+                        diagnostics: vec![],
+                        error: Some(e.to_string()),
+                    }),
+                }
+                continue;
+            }
+        };
         let errors = analysis.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
         let warnings = analysis.diagnostics.len() - errors;
         report.errors += errors;
@@ -60,6 +79,7 @@ pub fn run(files: &[PathBuf], format: OutputFormat, deny_warnings: bool, state: 
                 file: analysis.file.name.clone(),
                 checksum,
                 diagnostics: analysis.diagnostics.iter().map(|d| JsonDiagnostic::new(&analysis.file, d)).collect(),
+                error: None,
             }),
         }
     }

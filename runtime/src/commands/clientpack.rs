@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use meshwork::clientpack::{self, PackError, PackOptions};
+use meshwork::keys::Keyset;
 use meshwork_compiler::network::{ClientNet, Network};
 
 use crate::input::CliError;
@@ -39,9 +40,11 @@ pub fn run(
     state: &Path,
 ) -> Result<ExitCode, CliError> {
     let (_, net) = crate::input::network(file)?;
-    let keyset = meshwork::state::keyset_dir(state);
     let opts = PackOptions { remote_random };
     let fail = |e: PackError| CliError::Message(e.message_for(file));
+    // The keyset's own checks (modes, owner, no links, key matches certificate), as every
+    // other verb that reads it makes them.
+    let keyset = clientpack::open_keyset(state).map_err(fail)?;
 
     if all {
         if net.controllers.is_empty() {
@@ -84,7 +87,7 @@ pub fn run(
 fn render(
     net: &Network,
     client: &ClientNet,
-    keyset: &Path,
+    keyset: &Keyset,
     opts: &PackOptions,
     format: PackFormat,
 ) -> Result<Vec<u8>, PackError> {

@@ -16,8 +16,25 @@ pub enum KeyError {
         path.display()
     )]
     Permissions { path: PathBuf, mode: u32, want: u32 },
-    #[error("{} is not a regular file or directory; refusing to use it as part of a keyset", path.display())]
+    #[error(
+        "{} is not a regular file or directory (a symbolic link?); refusing to use it as part of a keyset",
+        path.display()
+    )]
     NotRegular { path: PathBuf },
+    #[error(
+        "{} belongs to uid {owner}, not to this user (uid {me}); a keyset is used by the user who owns it \
+         (chown {me} {})",
+        path.display(),
+        path.display()
+    )]
+    Owner { path: PathBuf, owner: u32, me: u32 },
+    #[error(
+        "the private key {} does not belong to the certificate {}; refusing to use it (re-issue with \
+         `meshwork keys sync`, or restore the keyset from a bundle)",
+        key.display(),
+        cert.display()
+    )]
+    KeyMismatch { key: PathBuf, cert: PathBuf },
     #[error("keyset at {} is incomplete: {} is missing", dir.display(), missing)]
     Incomplete { dir: PathBuf, missing: &'static str },
     #[error("cannot {op} {}: {source}", path.display())]

@@ -427,10 +427,17 @@ impl Keyset {
         store::read_text(&self.layout.cert(cn))
     }
 
-    /// The private key of `cn` (PKCS#8 PEM). A secret: never print it.
+    /// The private key of `cn` (PKCS#8 PEM), once it is known to belong to `cn`'s certificate
+    /// (a key file replaced by another identity's, the CA's say, is refused). A secret: never
+    /// print it.
     pub fn key_pem(&self, cn: &str) -> Result<String> {
         self.known(cn)?;
-        store::read_text(&self.layout.key(cn))
+        let (cert, key) = (self.layout.cert(cn), self.layout.key(cn));
+        let key_pem = store::read_text(&key)?;
+        if !pki::key_matches(&cert, &store::read_text(&cert)?, &key, &key_pem)? {
+            return Err(KeyError::KeyMismatch { key, cert });
+        }
+        Ok(key_pem)
     }
 
     /// The tls-crypt static key. A secret: never print it.

@@ -185,6 +185,17 @@ pub fn tls_crypt_key() -> Result<String, KeyError> {
     Ok(out)
 }
 
+/// Whether `key_pem` is the private key of the certificate `cert_pem`: their public keys are
+/// the same bytes. Unparsable input is an error naming `cert` or `key`.
+pub fn key_matches(cert: &std::path::Path, cert_pem: &str, key: &std::path::Path, key_pem: &str) -> Result<bool, KeyError> {
+    use rcgen::PublicKeyData;
+    let bad = |path: &std::path::Path, message: String| KeyError::BadCertificate { path: path.to_path_buf(), message };
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|e| bad(cert, e.to_string()))?;
+    let parsed = pem.parse_x509().map_err(|e| bad(cert, e.to_string()))?;
+    let pair = KeyPair::from_pem(key_pem).map_err(|e| bad(key, format!("not a private key ({e})")))?;
+    Ok(pair.der_bytes() == parsed.tbs_certificate.subject_pki.subject_public_key.data.as_ref())
+}
+
 /// Hex SHA-256 of the first certificate in `pem` (its DER).
 pub fn fingerprint(path: &std::path::Path, pem: &str) -> Result<String, KeyError> {
     let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes())

@@ -16,7 +16,8 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -218,8 +219,24 @@ pub fn check_tree(layout: &Layout) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// The effective user: the one a keyset must belong to.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+fn check_owner(path: &Path, meta: &fs::Metadata) -> Result<(), KeyError> {
+    if meta.uid() != euid() {
+        return Err(KeyError::Owner { path: path.to_path_buf(), owner: meta.uid(), me: euid() });
+    }
+    Ok(())
+}
+
 fn check_entry(path: &Path, meta: &fs::Metadata, depth: usize) -> Result<(), KeyError> {
     let mode = meta.permissions().mode() & 0o7777;
+    if meta.is_dir() || meta.is_file() {
+        check_owner(path, meta)?;
+    }
     if meta.is_dir() {
         if mode & 0o077 != 0 {
             return Err(KeyError::Permissions { path: path.to_path_buf(), mode, want: DIR_MODE });
@@ -244,9 +261,30 @@ fn check_entry(path: &Path, meta: &fs::Metadata, depth: usize) -> Result<(), Key
     }
 }
 
-/// Reads a keyset file as text.
+/// Reads a keyset file as text, with the checks of [`check_tree`] made on the file actually
+/// opened: a symbolic link is refused (O_NOFOLLOW), and so is anything but a regular file of
+/// this user's that group and others cannot read. Every reader of a keyset goes through here,
+/// so a check made once at open time cannot be dodged by swapping a file afterwards.
 pub fn read_text(path: &Path) -> Result<String, KeyError> {
-    let bytes = fs::read(path).map_err(KeyError::io("read", path))?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => KeyError::NotRegular { path: path.to_path_buf() },
+            _ => KeyError::io("read", path)(e),
+        })?;
+    let meta = file.metadata().map_err(KeyError::io("read", path))?;
+    if !meta.is_file() {
+        return Err(KeyError::NotRegular { path: path.to_path_buf() });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::Permissions { path: path.to_path_buf(), mode, want: FILE_MODE });
+    }
+    check_owner(path, &meta)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(KeyError::io("read", path))?;
     String::from_utf8(bytes).map_err(|_| KeyError::Index { path: path.to_path_buf(), message: "not UTF-8 text".into() })
 }
 

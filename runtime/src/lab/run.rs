@@ -189,8 +189,8 @@ fn client_unit(lab: &Lab, c: &LabHost) -> Unit {
 /// Writes the client's pack (0600: it holds its key) and starts OpenVPN with it.
 fn start_client(lab: &Lab, net: &Network, c: &LabHost) -> Result<(), String> {
     let client = clientpack::client(net, &c.name).map_err(|e| e.to_string())?;
-    let material =
-        clientpack::load_material(&crate::state::keyset_dir(&lab.state()), &c.name).map_err(|e| e.to_string())?;
+    let keyset = clientpack::open_keyset(&lab.state()).map_err(|e| e.to_string())?;
+    let material = clientpack::load_material(&keyset, &c.name).map_err(|e| e.to_string())?;
     let pack = clientpack::ovpn(net, client, &material, &PackOptions::default());
     let unit = client_unit(lab, c);
     fs::create_dir_all(&unit.dir).map_err(|e| format!("cannot create {}: {e}", unit.dir.display()))?;
