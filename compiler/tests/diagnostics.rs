@@ -746,3 +746,14 @@ fn invalid_utf8_is_a_located_diagnostic() {
     let text = meshwork_compiler::diagnostic::render_plain(&a.file, &a.diagnostics);
     assert!(text.contains("t.kdl:4:12"), "{text}");
 }
+
+/// The vendored kdl reads `//` comments as one run up to the first newline character (a 10 MB
+/// comment took 9 s); every KDL newline still ends one, and what follows is read.
+#[test]
+fn line_comments_end_at_every_kdl_newline() {
+    for nl in ["\n", "\r\n", "\r", "\u{85}", "\u{b}", "\u{c}", "\u{2028}", "\u{2029}"] {
+        let c = raw("t.kdl", &format!("{BASE}// a comment {{ \"{nl}bogus 1\n// {}\n", "x".repeat(100_000)));
+        assert_eq!(c.count("parse::syntax"), 0, "{nl:?}: {:#?}", c.found);
+        assert_eq!(c.count("shape::unknown-node"), 1, "{nl:?}: {:#?}", c.found);
+    }
+}

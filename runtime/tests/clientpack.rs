@@ -364,7 +364,8 @@ fn cli_writes_private_packs_and_prints_no_secret() {
     assert_eq!(mode(&one), 0o600);
     let net = network(THREE);
     let client = clientpack::client(&net, "web-1").expect("client");
-    let material = clientpack::load_material(&clientpack::open_keyset(&state).expect("keyset"), "web-1").expect("material");
+    let material =
+        clientpack::load_material(&clientpack::open_keyset(&state).expect("keyset"), "web-1").expect("material");
     let expected = clientpack::ovpn(&net, client, &material, &PackOptions::default());
     assert_eq!(std::fs::read_to_string(&one).expect("pack"), expected);
 
@@ -447,7 +448,8 @@ fn clientpack_applies_the_keyset_checks() {
         ]);
         (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
     };
-    let chmod = |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    let chmod =
+        |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
     let refused = |what: &str, needles: &[&str]| {
         let (code, err) = run();
         assert_eq!(code, Some(1), "{what}: accepted: {err}");

@@ -150,7 +150,11 @@ fn thousands_of_diagnostics_are_each_reported_in_place() {
     // Every duplicate is drawn at its own line (the clients are on lines 5..5+n), all with the
     // first declaration.
     for line in [6, 5 + n / 2, 4 + n] {
-        assert!(err.contains(&format!("many.kdl:{line}:8]")), "line {line}: {}", &err[err.len().saturating_sub(2000)..]);
+        assert!(
+            err.contains(&format!("many.kdl:{line}:8]")),
+            "line {line}: {}",
+            &err[err.len().saturating_sub(2000)..]
+        );
     }
     assert_eq!(err.matches("client `dup` is declared twice").count(), n - 1);
 }

@@ -187,7 +187,12 @@ pub fn tls_crypt_key() -> Result<String, KeyError> {
 
 /// Whether `key_pem` is the private key of the certificate `cert_pem`: their public keys are
 /// the same bytes. Unparsable input is an error naming `cert` or `key`.
-pub fn key_matches(cert: &std::path::Path, cert_pem: &str, key: &std::path::Path, key_pem: &str) -> Result<bool, KeyError> {
+pub fn key_matches(
+    cert: &std::path::Path,
+    cert_pem: &str,
+    key: &std::path::Path,
+    key_pem: &str,
+) -> Result<bool, KeyError> {
     use rcgen::PublicKeyData;
     let bad = |path: &std::path::Path, message: String| KeyError::BadCertificate { path: path.to_path_buf(), message };
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|e| bad(cert, e.to_string()))?;

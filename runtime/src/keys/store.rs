@@ -15,8 +15,8 @@
 //! commit point).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::Write;
 use std::io::Read;
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -266,14 +266,12 @@ fn check_entry(path: &Path, meta: &fs::Metadata, depth: usize) -> Result<(), Key
 /// this user's that group and others cannot read. Every reader of a keyset goes through here,
 /// so a check made once at open time cannot be dodged by swapping a file afterwards.
 pub fn read_text(path: &Path) -> Result<String, KeyError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
+    let mut file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path).map_err(
+        |e| match e.raw_os_error() {
             Some(libc::ELOOP) => KeyError::NotRegular { path: path.to_path_buf() },
             _ => KeyError::io("read", path)(e),
-        })?;
+        },
+    )?;
     let meta = file.metadata().map_err(KeyError::io("read", path))?;
     if !meta.is_file() {
         return Err(KeyError::NotRegular { path: path.to_path_buf() });
