@@ -61,12 +61,6 @@ pub enum KeyError {
     Crypto { what: String, source: rcgen::Error },
     #[error("{}: not a PEM certificate ({message})", path.display())]
     BadCertificate { path: PathBuf, message: String },
-    #[error(
-        "{} is owned by uid {owner}, not by this user (uid {me}); keyset files must belong to the \
-         user that runs meshwork",
-        path.display()
-    )]
-    Owner { path: PathBuf, owner: u32, me: u32 },
     #[error("{}: not a pre-shared key file: {why} (expected one line `secret = 0x` and 64 lowercase hex digits)", path.display())]
     BadPsk { path: PathBuf, why: String },
     #[error("`{a}` and `{b}` have no pre-shared key: {why}")]
