@@ -10,15 +10,13 @@
 //! A [`Psk`] cannot be printed: it has no `Display`, and its `Debug` says nothing about the
 //! bytes, so a stray `{:?}` in a log or error cannot leak it.
 
-use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::error::KeyError;
-use super::store::FILE_MODE;
+use super::store;
 
 /// 256 bits.
 pub const PSK_LEN: usize = 32;
@@ -97,30 +95,10 @@ fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
-/// Reads a key file, refusing a symbolic link (the open does not follow one), anything but a
-/// regular file, a file group or others can access, and one owned by another user: the same
-/// bar as every key of the keyset, checked on the open descriptor so nothing can be swapped in
-/// between the check and the read.
+/// Reads a key file through the keyset's checked open (no link, a regular file of this user's
+/// that group and others cannot access), like every key of the keyset.
 pub fn read(path: &Path) -> Result<Psk, KeyError> {
-    let mut file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
-        |e| match e.raw_os_error() {
-            Some(libc::ELOOP) => KeyError::NotRegular { path: path.to_path_buf() },
-            _ => KeyError::io("read", path)(e),
-        },
-    )?;
-    let meta = file.metadata().map_err(KeyError::io("read", path))?;
-    if !meta.is_file() {
-        return Err(KeyError::NotRegular { path: path.to_path_buf() });
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::Permissions { path: path.to_path_buf(), mode, want: FILE_MODE });
-    }
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        return Err(KeyError::Owner { path: path.to_path_buf(), owner: meta.uid(), me });
-    }
+    let mut file = store::open_checked(path)?;
     // One byte more than a valid file, so an oversized one is refused without reading it all.
     let mut bytes = Vec::with_capacity(FILE_LEN + 1);
     file.by_ref().take(FILE_LEN as u64 + 1).read_to_end(&mut bytes).map_err(KeyError::io("read", path))?;

@@ -261,17 +261,20 @@ fn check_entry(path: &Path, meta: &fs::Metadata, depth: usize) -> Result<(), Key
     }
 }
 
-/// Reads a keyset file as text, with the checks of [`check_tree`] made on the file actually
+/// Opens a keyset file for reading with the checks of [`check_tree`] made on the file actually
 /// opened: a symbolic link is refused (O_NOFOLLOW), and so is anything but a regular file of
 /// this user's that group and others cannot read. Every reader of a keyset goes through here,
 /// so a check made once at open time cannot be dodged by swapping a file afterwards.
-pub fn read_text(path: &Path) -> Result<String, KeyError> {
-    let mut file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path).map_err(
-        |e| match e.raw_os_error() {
+pub fn open_checked(path: &Path) -> Result<std::fs::File, KeyError> {
+    // O_NONBLOCK: opening a FIFO planted in the keyset must not hang; it is refused below.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => KeyError::NotRegular { path: path.to_path_buf() },
             _ => KeyError::io("read", path)(e),
-        },
-    )?;
+        })?;
     let meta = file.metadata().map_err(KeyError::io("read", path))?;
     if !meta.is_file() {
         return Err(KeyError::NotRegular { path: path.to_path_buf() });
@@ -281,6 +284,12 @@ pub fn read_text(path: &Path) -> Result<String, KeyError> {
         return Err(KeyError::Permissions { path: path.to_path_buf(), mode, want: FILE_MODE });
     }
     check_owner(path, &meta)?;
+    Ok(file)
+}
+
+/// Reads a keyset file as text, opened by [`open_checked`].
+pub fn read_text(path: &Path) -> Result<String, KeyError> {
+    let mut file = open_checked(path)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(KeyError::io("read", path))?;
     String::from_utf8(bytes).map_err(|_| KeyError::Index { path: path.to_path_buf(), message: "not UTF-8 text".into() })
