@@ -193,27 +193,42 @@ pub(super) fn proto_of(n: &RawNode) -> Option<Sp<Proto>> {
     })
 }
 
-fn firewall(n: &RawNode) -> Firewall {
-    let policy = match choice(n, "policy") {
+/// A firewall's `policy=` (the controllers' and the nodes'): accept unless it says drop.
+pub(super) fn policy_of(n: &RawNode) -> Action {
+    match choice(n, "policy") {
         Some(("drop", _)) => Action::Drop,
         _ => Action::Accept,
-    };
+    }
+}
+
+/// A firewall rule's action from its node name (`allow`, `deny`); None for anything else.
+pub(super) fn rule_action(r: &RawNode) -> Option<Action> {
+    match r.name.as_str() {
+        "allow" => Some(Action::Accept),
+        "deny" => Some(Action::Drop),
+        _ => None,
+    }
+}
+
+/// A rule's `port=` (a port, a range or `fwset:S`).
+pub(super) fn port_of(r: &RawNode) -> Option<Sp<PortSpec>> {
+    r.prop("port").and_then(|v| values::port(v).ok().map(|p| Sp::new(p, v.span)))
+}
+
+fn firewall(n: &RawNode) -> Firewall {
+    let policy = policy_of(n);
     let rules = n
         .children
         .iter()
         .filter_map(|r| {
-            let action = match r.name.as_str() {
-                "allow" => Action::Accept,
-                "deny" => Action::Drop,
-                _ => return None,
-            };
+            let action = rule_action(r)?;
             let sel = |key| r.prop(key).and_then(|v| read(v, values::selector));
             Some(Rule {
                 action,
                 from: sel("from"),
                 to: sel("to"),
                 proto: proto_of(r),
-                port: r.prop("port").and_then(|v| values::port(v).ok().map(|p| Sp::new(p, v.span))),
+                port: port_of(r),
                 span: r.span,
             })
         })

@@ -2,10 +2,10 @@
 //! vNICs, IPsec settings and the node firewall. Defaults are filled in here, each pointing at
 //! the node it belongs to, so later rules always have a span to show.
 
-use super::{arg_str, bounded, choice, name_arg, proto_of, read};
+use super::{arg_str, bounded, choice, name_arg, policy_of, port_of, proto_of, read, rule_action};
 use crate::grammar;
 use crate::model::vxlan::*;
-use crate::model::{Action, Sp};
+use crate::model::Sp;
 use crate::syntax::RawNode;
 use crate::values;
 
@@ -117,27 +117,18 @@ pub fn ipsec(n: &RawNode) -> Ipsec {
 }
 
 pub fn node_firewall(n: &RawNode) -> NodeFirewall {
-    let policy = match choice(n, "policy") {
-        Some(("drop", _)) => Action::Drop,
-        _ => Action::Accept,
-    };
     let rules = n
         .children
         .iter()
         .filter_map(|r| {
-            let action = match r.name.as_str() {
-                "allow" => Action::Accept,
-                "deny" => Action::Drop,
-                _ => return None,
-            };
             Some(NodeRule {
-                action,
+                action: rule_action(r)?,
                 from: r.prop("from").and_then(|v| read(v, values::selector)),
                 proto: proto_of(r),
-                port: r.prop("port").and_then(|v| values::port(v).ok().map(|p| Sp::new(p, v.span))),
+                port: port_of(r),
                 span: r.span,
             })
         })
         .collect();
-    NodeFirewall { policy, rules, span: Some(n.span) }
+    NodeFirewall { policy: policy_of(n), rules, span: Some(n.span) }
 }
