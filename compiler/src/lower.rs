@@ -223,14 +223,7 @@ fn firewall(n: &RawNode) -> Firewall {
         .filter_map(|r| {
             let action = rule_action(r)?;
             let sel = |key| r.prop(key).and_then(|v| read(v, values::selector));
-            Some(Rule {
-                action,
-                from: sel("from"),
-                to: sel("to"),
-                proto: proto_of(r),
-                port: port_of(r),
-                span: r.span,
-            })
+            Some(Rule { action, from: sel("from"), to: sel("to"), proto: proto_of(r), port: port_of(r), span: r.span })
         })
         .collect();
     Firewall { policy, rules }

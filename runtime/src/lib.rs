@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod bench_support;
 pub mod bench_topology;
 pub mod bundle;
 pub mod clientpack;

@@ -4,8 +4,8 @@
 
 use super::{arg_str, bounded, choice, name_arg, policy_of, port_of, proto_of, read, rule_action};
 use crate::grammar;
-use crate::model::vxlan::*;
 use crate::model::Sp;
+use crate::model::vxlan::*;
 use crate::syntax::RawNode;
 use crate::values;
 

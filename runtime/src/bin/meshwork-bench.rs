@@ -9,16 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use meshwork::bench_support::{peak_rss_of_children_kib, tree_size};
 use meshwork::bench_topology::{CLIENTS, CONTROLLERS, ENGINES, EXPECTS, NET_FWSETS, PORT_FWSETS, RULES, topology};
-
-fn peak_rss_of_children_kib() -> i64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage.ru_maxrss
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -76,19 +68,6 @@ fn main() {
 }
 
 fn report_output(dir: &Path) {
-    let mut files = 0u64;
-    let mut bytes = 0u64;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let meta = e.metadata().expect("metadata");
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else {
-                files += 1;
-                bytes += meta.len();
-            }
-        }
-    }
+    let (files, bytes) = tree_size(dir);
     println!("output: {files} files, {:.1} MiB", bytes as f64 / (1 << 20) as f64);
 }

@@ -10,16 +10,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use meshwork::bench_support::{peak_rss_of_children_kib, tree_size};
 use meshwork::bench_topology::{NODES, OVERLAY_RULES, OVERLAYS, PDCS, VNICS, topology, vxlan_part};
 
 fn peak_rss_of_children_mib() -> f64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let kib = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage.ru_maxrss
-    };
-    kib as f64 / 1024.0
+    peak_rss_of_children_kib() as f64 / 1024.0
 }
 
 fn timed(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
@@ -81,19 +76,7 @@ fn main() {
 }
 
 fn report(out: &Path) {
-    let (mut files, mut bytes) = (0u64, 0u64);
-    let mut stack = vec![out.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let meta = e.metadata().expect("metadata");
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else {
-                files += 1;
-                bytes += meta.len();
-            }
-        }
-    }
+    let (files, bytes) = tree_size(out);
     let (mut fdb, mut neigh) = (0usize, 0usize);
     for e in std::fs::read_dir(out.join("nodes")).expect("nodes dir").flatten() {
         let text = std::fs::read_to_string(e.path().join("network.json")).expect("network.json");
