@@ -587,7 +587,7 @@ fn mutate_bytes(rng: &mut Rng, mut b: Vec<u8>) -> Vec<u8> {
 /// `MESHWORK_FUZZ_MUTANTS` runs more; `MESHWORK_FUZZ_SEED` another sequence.
 #[test]
 fn hostile_byte_mutants_never_crash() {
-    let total: usize = std::env::var("MESHWORK_FUZZ_MUTANTS").ok().and_then(|n| n.parse().ok()).unwrap_or(2500);
+    let total: usize = std::env::var("MESHWORK_FUZZ_MUTANTS").ok().and_then(|n| n.parse().ok()).unwrap_or(2000);
     let seed: u64 = std::env::var("MESHWORK_FUZZ_SEED").ok().and_then(|n| n.parse().ok()).unwrap_or(0x5eed_1234);
     let seeds = seeds();
     let mut rng = Rng(seed | 1);

@@ -56,6 +56,10 @@ pub fn check_kdl(text: &str) -> Option<Diagnostic> {
                         braces = braces.saturating_sub(1);
                         i += 1;
                     }
+                    // A quote inside a bare token (`allow"y`) starts no string: the parser
+                    // skips the token up to the next space as one bad value (found by the fuzz
+                    // test: `verdict="allow"y" proto="tcp" /- /- …`).
+                    b'"' if i > 0 && !starts_token(b[i - 1]) => i += 1,
                     b'"' => i = string_end(b, i),
                     b'#' => i = raw_string_end(b, i),
                     _ => i += 1,
@@ -77,6 +81,35 @@ fn too_deep(offset: usize, len: usize, what: &str, label: &str) -> Diagnostic {
         "a topology needs a few levels of nesting; meshwork reads at most {MAX_DEPTH}. \
          A missing closing `}}` or `*/` above this point is the usual cause"
     ))
+}
+
+/// Whether a string may start right after byte `c`: after a separator, not inside a bare word.
+/// Bytes of multi-byte characters count as separators, which can only make the scan stricter.
+fn starts_token(c: u8) -> bool {
+    !(c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'_'
+                | b'.'
+                | b'"'
+                | b'+'
+                | b'!'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b','
+                | b':'
+                | b'<'
+                | b'>'
+                | b'?'
+                | b'@'
+                | b'^'
+                | b'`'
+                | b'|'
+                | b'~'
+        ))
 }
 
 /// Length of the KDL newline at `i` (CR, LF, VT, FF, NEL, LS, PS), or 0. KDL ends lines at all

@@ -12,6 +12,33 @@ pub fn parse(text: &str) -> Result<RawDoc, Vec<Diagnostic>> {
     if let Some(too_deep) = super::depth::check_kdl(text) {
         return Err(vec![too_deep]);
     }
+    on_parser_stack(|| parse_checked(text))
+}
+
+/// Stack of the thread the parser runs on. The pre-scan bounds nesting as the parser will see
+/// it; where the two could still disagree (error recovery that reads a string's text as code),
+/// this stack, about 50 times a default thread's (address space, committed only as used), is
+/// what stands between a crafted file and a crash.
+const PARSER_STACK: usize = 128 << 20;
+
+/// Runs `f` (parsing, and the recursive copy and drop of the tree) on a thread with a large
+/// stack, or here if no thread can be made.
+fn on_parser_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    // Taken by whichever runs it: the thread, or this one when there is no thread.
+    let f = std::sync::Mutex::new(Some(f));
+    let run = || f.lock().unwrap_or_else(|e| e.into_inner()).take().map(|f| f());
+    std::thread::scope(|scope| {
+        let spawned =
+            std::thread::Builder::new().name("kdl-parse".into()).stack_size(PARSER_STACK).spawn_scoped(scope, run);
+        let done = match spawned {
+            Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => None,
+        };
+        done.or_else(run).expect("the parse ran on one of the two")
+    })
+}
+
+fn parse_checked(text: &str) -> Result<RawDoc, Vec<Diagnostic>> {
     match KdlDocument::parse(text) {
         Ok(doc) => Ok(RawDoc { nodes: doc.nodes().iter().map(node).collect() }),
         Err(err) => Err(err
