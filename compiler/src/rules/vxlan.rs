@@ -26,8 +26,9 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
     let multi_pdc = spans_pdcs(t);
     // node name -> why it needs an external address (the first reason found), reported once
     let mut need_external: BTreeMap<&str, (&Node, String)> = BTreeMap::new();
+    let nodes: BTreeMap<&str, &Node> = t.nodes.iter().map(|n| (n.name.value.as_str(), n)).collect();
     for rule in &t.overlay_rules {
-        let usage = RuleUsage::of(t, rule);
+        let usage = RuleUsage::of(t, &nodes, rule);
         if usage.pdcs.len() > 1 && rule.listen == Listen::Admin {
             listen_admin_across_pdcs(rule, &usage, out);
         }
@@ -66,17 +67,18 @@ struct RuleUsage<'t> {
 }
 
 impl<'t> RuleUsage<'t> {
-    fn of(t: &'t Topology, rule: &OverlayRule) -> Self {
+    fn of(t: &'t Topology, by_name: &BTreeMap<&str, &'t Node>, rule: &OverlayRule) -> Self {
         let mut nodes: Vec<&Node> = Vec::new();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
         let mut pdcs = BTreeMap::new();
         let mut vlan = false;
         for x in t.vxlans.iter().filter(|x| x.rule.as_ref().is_some_and(|r| r.value == rule.name.value)) {
             vlan |= x.vlan.is_some();
             for v in &x.vnics {
-                let Some(node) = v.node.as_ref().and_then(|n| t.nodes.iter().find(|m| m.name.value == n.value)) else {
+                let Some(&node) = v.node.as_ref().and_then(|n| by_name.get(n.value.as_str())) else {
                     continue;
                 };
-                if !nodes.iter().any(|m| std::ptr::eq(*m, node)) {
+                if seen.insert(node.name.value.as_str()) {
                     nodes.push(node);
                 }
                 if let Some(pdc) = &node.pdc {
