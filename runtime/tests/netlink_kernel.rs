@@ -447,3 +447,71 @@ fn connect_and_subscribe_in_current_netns() {
     assert_eq!(result, ["lo", BRIDGE]);
     assert_eq!(link_names(ns.name()), ["lo", BRIDGE]);
 }
+
+/// `bridge -j -n NS ARGS...`, parsed.
+fn bridge_array(ns: &str, args: &[&str]) -> Vec<Value> {
+    let out = Command::new("bridge").arg("-j").arg("-n").arg(ns).args(args).output().expect("run bridge");
+    assert!(out.status.success(), "bridge -j -n {ns} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    if text.trim().is_empty() { Vec::new() } else { serde_json::from_str(&text).expect("bridge -j JSON") }
+}
+
+#[tokio::test]
+async fn vxlan_devices_fdb_and_neighbours() {
+    use meshwork::netlink::{Fdb, Neighbour, VxlanParams};
+    use meshwork_compiler::model::vxlan::Mac;
+    if !is_root() {
+        return;
+    }
+    let ns = TestNs::new("vx");
+    let nl = Netlink::connect_in(ns.name()).await.unwrap();
+    const DEV: &str = "mwt-vx0";
+    let params = VxlanParams::node(123, 4790, None);
+    nl.add_vxlan(DEV, params).await.unwrap();
+    nl.add_vxlan(DEV, params).await.expect("the same device again is fine");
+    let other = nl.add_vxlan(DEV, VxlanParams::node(124, 4790, None)).await.unwrap_err();
+    assert_eq!(other.kind(), io::ErrorKind::AlreadyExists, "{other}");
+    nl.set_mtu(DEV, 1384).await.unwrap();
+    nl.set_up(DEV).await.unwrap();
+    let link = &ip_array(ns.name(), &["-d", "link", "show", DEV])[0];
+    let info = &link["linkinfo"]["info_data"];
+    assert_eq!(info["id"], 123, "{link}");
+    assert_eq!(info["port"], 4790, "{link}");
+    assert_eq!(info["learning"], false, "{link}");
+    assert_eq!(info["proxy"], true, "{link}");
+    assert_eq!(link["mtu"], 1384, "{link}");
+    assert_eq!(nl.vxlan(DEV).await.unwrap(), Some(params));
+
+    let mac = |i: u8| Mac([2, 0, 0, 0, 0, i]);
+    let fdb: Vec<Fdb> = (1..=3).map(|i| Fdb { mac: mac(i), dst: Ipv4Addr::new(198, 19, 254, i) }).collect();
+    let neigh: Vec<Neighbour> = (1..=3).map(|i| Neighbour { ip: Ipv4Addr::new(10, 44, 0, i), mac: mac(i) }).collect();
+    nl.replace_fdb(DEV, &fdb).await.unwrap();
+    nl.replace_fdb(DEV, &fdb).await.expect("replacing is idempotent");
+    nl.replace_neighbours(DEV, &neigh).await.unwrap();
+    let mut seen: Vec<(String, String)> = bridge_array(ns.name(), &["fdb", "show", "dev", DEV])
+        .iter()
+        .filter(|e| e["dst"].is_string() && e["mac"] != "00:00:00:00:00:00")
+        .map(|e| (e["mac"].as_str().unwrap().to_owned(), e["dst"].as_str().unwrap().to_owned()))
+        .collect();
+    seen.sort();
+    let want: Vec<(String, String)> = fdb.iter().map(|f| (f.mac.to_string(), f.dst.to_string())).collect();
+    assert_eq!(seen, want);
+    let mut seen: Vec<(String, String)> = ip_array(ns.name(), &["-4", "neigh", "show", "dev", DEV])
+        .iter()
+        .map(|e| {
+            assert!(e["state"].as_array().unwrap().iter().any(|s| s == "PERMANENT"), "{e}");
+            (e["dst"].as_str().unwrap().to_owned(), e["lladdr"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    seen.sort();
+    let want: Vec<(String, String)> = neigh.iter().map(|n| (n.ip.to_string(), n.mac.to_string())).collect();
+    assert_eq!(seen, want);
+    assert_eq!(nl.fdb_entries(DEV).await.unwrap(), fdb);
+    assert_eq!(nl.neighbours(DEV).await.unwrap(), neigh);
+
+    nl.delete_fdb(DEV, &fdb[..1]).await.unwrap();
+    nl.delete_fdb(DEV, &fdb[..1]).await.expect("deleting what is gone is fine");
+    nl.delete_neighbours(DEV, &neigh[..1]).await.unwrap();
+    assert_eq!(nl.fdb_entries(DEV).await.unwrap(), fdb[1..]);
+    assert_eq!(nl.neighbours(DEV).await.unwrap(), neigh[1..]);
+}

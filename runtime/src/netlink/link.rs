@@ -74,7 +74,7 @@ fn name_of(msg: &LinkMessage) -> Option<&str> {
 impl Netlink {
     /// The raw message of link `name`; None if there is no such link (the kernel answers a
     /// by-name GETLINK for a missing link with -ENODEV, not an empty reply).
-    async fn link_message(&self, name: &str) -> io::Result<Option<LinkMessage>> {
+    pub(super) async fn link_message(&self, name: &str) -> io::Result<Option<LinkMessage>> {
         let result: Result<Vec<LinkMessage>, _> =
             self.handle.link().get().match_name(name).execute().try_collect().await;
         match result {

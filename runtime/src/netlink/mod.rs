@@ -1,6 +1,7 @@
 //! A small typed wrapper over rtnetlink for what meshwork owns: links (bridges, veths), IPv4
 //! addresses, IPv4 routes (tagged with meshwork's route protocol number) and IPv4 policy rules,
-//! plus a change feed for the reconcile loop.
+//! plus a change feed for the reconcile loop; and for compute nodes VXLAN devices, FDB entries and
+//! neighbour entries.
 //!
 //! A [`Netlink`] talks to one network namespace: the one its socket was created in
 //! ([`Netlink::connect`]: the calling thread's; [`Netlink::connect_in`]: a named one). Every error
@@ -14,8 +15,10 @@
 mod address;
 mod events;
 mod link;
+mod neighbour;
 mod route;
 mod rule;
+mod vxlan;
 
 use std::fmt;
 use std::io;
@@ -23,8 +26,10 @@ use std::sync::Arc;
 
 pub use events::Changes;
 pub use link::LinkInfo;
+pub use neighbour::{Fdb, Neighbour};
 pub use route::RouteInfo;
 pub use rule::RuleInfo;
+pub use vxlan::VxlanParams;
 
 use crate::netns;
 
