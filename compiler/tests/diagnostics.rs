@@ -613,14 +613,24 @@ fn listen_admin_rule_spanning_pdcs() {
 
 #[test]
 fn mtu_that_does_not_fit_the_worst_path() {
-    vx("overlay-rule \"big\" mtu=1400\n\
-        vxlan \"a\" rule=\"big\" vni=10 subnet=\"10.44.0.0/24\" vlan=7 { vnic \"a1\" node=\"cn-1\"; vnic \"a2\" node=\"cn-3\"; }\n")
+    let overlay = "vxlan \"a\" rule=\"big\" vni=10 subnet=\"10.44.0.0/24\" vlan=7 { vnic \"a1\" node=\"cn-1\"; vnic \"a2\" node=\"cn-3\"; }\n";
+    // The kernel data path: the underlay is the limit.
+    vx(&format!("overlay-rule \"big\" mtu=1400\n{overlay}ipsec datapath=\"kernel\"\n"))
         .has("vxlan::mtu", 8, 24, "1400")
         .help_contains(
             "vxlan::mtu",
             "1400 + 50 (VXLAN) + 4 (VLAN tag) + 62 (IPsec: outer IPv4 20, UDP 8, ESP 34) + 0 (ESP padding) = 1516 > 1500",
         )
         .help_contains("vxlan::mtu", "the largest that fits is 1384");
+    // The userspace data path (and auto, which may pick it): libipsec's 1400-byte TUN is.
+    vx(&format!("overlay-rule \"big\" mtu=1380\n{overlay}ipsec datapath=\"userspace\"\n"))
+        .has("vxlan::mtu", 8, 24, "1380")
+        .help_contains(
+            "vxlan::mtu",
+            "1380 + 50 (VXLAN) + 4 (VLAN tag) = 1434 > 1400 (the userspace IPsec data path's TUN device)",
+        )
+        .help_contains("vxlan::mtu", "the largest that fits is 1346");
+    vx(&format!("overlay-rule \"big\" mtu=1346\n{overlay}")).clean();
     // 1400 fits a path in clear.
     vx("overlay-rule \"big\" mtu=1400\n\
         vxlan \"a\" rule=\"big\" vni=10 subnet=\"10.44.0.0/24\" vlan=7 { vnic \"a1\" node=\"cn-1\"; vnic \"a2\" node=\"cn-2\"; }\n")

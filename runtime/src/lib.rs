@@ -13,6 +13,7 @@ pub mod lab;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod node;
 pub mod openvpn;
 pub mod private_file;
 pub mod state;

@@ -33,7 +33,7 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
             listen_admin_across_pdcs(rule, &usage, out);
         }
         if let Some(mtu) = &rule.mtu {
-            let path = PathKind { vlan: usage.vlan, ipsec: usage.pdcs.len() > 1 };
+            let path = PathKind::new(usage.vlan, usage.pdcs.len() > 1, t.ipsec.datapath);
             check_mtu(&format!("overlay rule `{}`", rule.name.value), mtu, path, &usage.nodes, out);
         }
         if multi_pdc && usage.pdcs.len() > 1 {
@@ -45,7 +45,7 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
     }
     if let Some(admin) = &t.admin_overlay {
         let nodes: Vec<&Node> = t.nodes.iter().collect();
-        let path = PathKind { vlan: true, ipsec: multi_pdc };
+        let path = PathKind::new(true, multi_pdc, t.ipsec.datapath);
         check_mtu("the admin overlay", &admin.mtu, path, &nodes, out);
         if multi_pdc {
             for n in &nodes {
@@ -230,9 +230,7 @@ fn listen_admin_across_pdcs(rule: &OverlayRule, usage: &RuleUsage<'_>, out: &mut
 fn check_mtu(what: &str, mtu: &Sp<u32>, path: PathKind, nodes: &[&Node], out: &mut Diagnostics) {
     let Some(smallest) = nodes.iter().min_by_key(|n| n.mtu.value) else { return };
     let budget = Budget::of(mtu.value, path);
-    if budget.total() <= smallest.mtu.value {
-        return;
-    }
+    let Some(excess) = budget.excess(smallest.mtu.value) else { return };
     let worst = match (path.ipsec, path.vlan) {
         (true, true) => "a cross-PDC path with an inner VLAN tag",
         (true, false) => "a cross-PDC path",
@@ -242,20 +240,13 @@ fn check_mtu(what: &str, mtu: &Sp<u32>, path: PathKind, nodes: &[&Node], out: &m
     out.push(
         Diagnostic::error(
             Code::MtuTooLarge,
-            format!(
-                "{what} has MTU {}, whose packets on {worst} take {} bytes, more than the underlay's {}",
-                mtu.value,
-                budget.total(),
-                smallest.mtu.value
-            ),
+            format!("{what} has MTU {}, whose packets do not fit {worst}", mtu.value),
             mtu.span,
             "does not fit",
         )
         .with_label(smallest.mtu.span, format!("node `{}`: underlay MTU {}", smallest.name.value, smallest.mtu.value))
         .with_help(format!(
-            "{} > {}; the largest that fits is {} (an overlay rule without mtu= gets it computed)",
-            budget.arithmetic(),
-            smallest.mtu.value,
+            "{excess}; the largest that fits is {} (an overlay rule without mtu= gets it computed)",
             largest_fitting(smallest.mtu.value, path)
         )),
     );

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::alloc::{VnicAddress, VxAllocation};
-use super::mtu::{Budget, PathKind, largest_fitting};
+use super::mtu::{PathKind, largest_fitting};
 use super::names::{self, NodePair};
 use crate::model::vxlan::{ADMIN_OVERLAY_RULE, Datapath, IfAddr, Listen, NodeRule};
 use crate::model::{Action, PortRange, PortSpec, Proto, Selector, Topology};
@@ -214,15 +214,6 @@ impl VxlanNet {
         self.overlays.iter().filter(move |o| o.vnics.iter().any(|v| v.node == node))
     }
 
-    /// The largest VXLAN packet (before IPsec) that crosses PDCs: what libipsec's TUN must carry.
-    pub fn largest_tunnelled_packet(&self) -> Option<u32> {
-        self.overlays
-            .iter()
-            .filter(|o| self.rule_of(o).spans_pdcs)
-            .map(|o| Budget::of(self.rule_of(o).mtu, PathKind { vlan: o.vlan.is_some(), ipsec: true }).inner_packet())
-            .max()
-    }
-
     /// Resolves the VXLAN part of a topology that validated without errors.
     pub fn resolve(t: &Topology, a: &VxAllocation) -> Option<VxlanNet> {
         let mut nodes = Vec::new();
@@ -323,7 +314,7 @@ impl VxlanNet {
                     .or_else(|| nodes.iter().map(|n| n.underlay_mtu).min())
                     .unwrap_or(crate::model::vxlan::DEFAULT_UNDERLAY_MTU);
                 let vlan = on_rule.iter().any(|o| o.vlan.is_some());
-                rule.mtu = largest_fitting(underlay, PathKind { vlan, ipsec: rule.spans_pdcs });
+                rule.mtu = largest_fitting(underlay, PathKind::new(vlan, rule.spans_pdcs, t.ipsec.datapath));
             }
         }
         let mut pairs = Vec::new();

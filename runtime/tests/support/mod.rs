@@ -310,10 +310,20 @@ pub fn assemble_controller(out: &Path, keyset: &Path, name: &str, dir: &Path) ->
 /// reply; returns how many were answered.
 pub fn ping(ns: &str, dst: Ipv4Addr, count: u16, wait: Duration) -> u16 {
     let ns = ns.to_string();
-    std::thread::spawn(move || ping_from(&ns, dst, count, wait)).join().expect("ping thread")
+    std::thread::spawn(move || ping_from(&ns, dst, count, wait, None)).join().expect("ping thread")
 }
 
-fn ping_from(ns: &str, dst: Ipv4Addr, count: u16, wait: Duration) -> u16 {
+/// Like [`ping`], with IPv4 packets of exactly `packet_len` bytes (header included) and DF set:
+/// a packet that does not fit some link on the way is lost (or refused at once), not fragmented.
+pub fn ping_df(ns: &str, dst: Ipv4Addr, count: u16, wait: Duration, packet_len: usize) -> u16 {
+    let ns = ns.to_string();
+    std::thread::spawn(move || ping_from(&ns, dst, count, wait, Some(packet_len))).join().expect("ping thread")
+}
+
+/// IPv4 header (no options) and ICMP echo header.
+const IP_ICMP_HEADERS: usize = 20 + 8;
+
+fn ping_from(ns: &str, dst: Ipv4Addr, count: u16, wait: Duration, packet_len: Option<usize>) -> u16 {
     let handle = ["/run/netns", "/var/run/netns"]
         .iter()
         .find_map(|d| fs::File::open(Path::new(d).join(ns)).ok())
@@ -326,6 +336,19 @@ fn ping_from(ns: &str, dst: Ipv4Addr, count: u16, wait: Duration) -> u16 {
     assert!(fd >= 0, "raw ICMP socket: {}", std::io::Error::last_os_error());
     // SAFETY: fd is a fresh descriptor nobody else owns.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    if packet_len.is_some() {
+        let df: libc::c_int = libc::IP_PMTUDISC_DO;
+        // SAFETY: the option value is a c_int of the size passed.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&df as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
     let tick = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
     // SAFETY: the option value is a timeval of the size passed.
     unsafe {
@@ -346,7 +369,7 @@ fn ping_from(ns: &str, dst: Ipv4Addr, count: u16, wait: Duration) -> u16 {
     let ident = (std::process::id() & 0xffff) as u16;
     let mut answered = 0;
     for seq in 1..=count {
-        let request = echo_request(ident, seq);
+        let request = echo_request(ident, seq, packet_len.map(|l| l.saturating_sub(IP_ICMP_HEADERS)));
         // SAFETY: buffer and address are valid for the lengths passed.
         let sent = unsafe {
             libc::sendto(
@@ -364,7 +387,7 @@ fn ping_from(ns: &str, dst: Ipv4Addr, count: u16, wait: Duration) -> u16 {
             continue;
         }
         let deadline = Instant::now() + wait;
-        let mut buf = [0u8; 1500];
+        let mut buf = [0u8; 65536];
         while Instant::now() < deadline {
             // SAFETY: buf is valid for its length.
             let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
@@ -380,11 +403,14 @@ fn ping_from(ns: &str, dst: Ipv4Addr, count: u16, wait: Duration) -> u16 {
     answered
 }
 
-fn echo_request(ident: u16, seq: u16) -> Vec<u8> {
+fn echo_request(ident: u16, seq: u16, payload_len: Option<usize>) -> Vec<u8> {
     let mut p = vec![8, 0, 0, 0];
     p.extend_from_slice(&ident.to_be_bytes());
     p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(b"meshwork kernel test ping");
+    match payload_len {
+        Some(n) => p.extend((0..n).map(|i| b"meshwork kernel test ping "[i % 26])),
+        None => p.extend_from_slice(b"meshwork kernel test ping"),
+    }
     let sum = checksum(&p);
     p[2..4].copy_from_slice(&sum.to_be_bytes());
     p

@@ -11,9 +11,6 @@ use crate::model::vxlan::Datapath;
 use crate::vxlan::names::{self, VICI_SOCKET};
 use crate::vxlan::{NodeNet, VxlanNet};
 
-/// charon's default TUN MTU for libipsec; raised when the overlays need more.
-pub const LIBIPSEC_DEFAULT_MTU: u32 = 1400;
-
 pub fn swanctl_conf(vx: &VxlanNet, node: &NodeNet) -> String {
     let mut s = format!(
         "# meshwork: IPsec of node {} (PDC {}) with its peers in other PDCs; generated, do not edit.\n\
@@ -42,6 +39,8 @@ pub fn swanctl_conf(vx: &VxlanNet, node: &NodeNet) -> String {
              \x20       encap = yes\n\
              \x20       proposals = {ike}\n\
              \x20       dpd_delay = 10s\n\
+             \x20       # Until it succeeds: the peer may come up (or load its configuration) later.\n\
+             \x20       keyingtries = 0\n\
              \x20       local {{\n\
              \x20           auth = psk\n\
              \x20           id = {local_id}\n\
@@ -91,13 +90,7 @@ pub fn swanctl_conf(vx: &VxlanNet, node: &NodeNet) -> String {
     s
 }
 
-/// The libipsec TUN MTU: the largest VXLAN packet that crosses PDCs, or charon's default when
-/// that is smaller.
-pub fn libipsec_mtu(vx: &VxlanNet) -> u32 {
-    vx.largest_tunnelled_packet().unwrap_or(0).max(LIBIPSEC_DEFAULT_MTU)
-}
-
-fn conf(vx: &VxlanNet, node: &NodeNet, datapath: Datapath) -> String {
+fn conf(node: &NodeNet, datapath: Datapath) -> String {
     let mut s = format!(
         "# meshwork: strongSwan (charon-systemd) for node {}, data path {}; generated, do not edit.\n\
          # Run with STRONGSWAN_CONF pointing here and the node's state directory as working directory.\n\
@@ -116,13 +109,13 @@ fn conf(vx: &VxlanNet, node: &NodeNet, datapath: Datapath) -> String {
         Datapath::Userspace => {
             let _ = write!(
                 s,
-                "        # ESP in userspace through the TUN device {tun}; its MTU carries the largest VXLAN packet.\n\
+                "        # ESP in userspace through the TUN device {tun} ({mtu} bytes at most: the vNIC MTUs\n\
+                 \x20       # of rules that cross PDCs are computed to fit it).\n\
                  \x20       kernel-libipsec {{\n\
                  \x20           load = yes\n\
-                 \x20           mtu = {mtu}\n\
                  \x20       }}\n",
                 tun = names::LIBIPSEC_TUN,
-                mtu = libipsec_mtu(vx),
+                mtu = crate::vxlan::mtu::LIBIPSEC_TUN_MTU,
             );
         }
         Datapath::Kernel | Datapath::Auto => s.push_str(
@@ -142,9 +135,9 @@ pub fn strongswan_confs(vx: &VxlanNet, node: &NodeNet) -> Vec<(&'static str, Str
     use super::{STRONGSWAN_CONF, STRONGSWAN_USERSPACE_CONF};
     match vx.ipsec.datapath {
         Datapath::Auto => vec![
-            (STRONGSWAN_CONF, conf(vx, node, Datapath::Kernel)),
-            (STRONGSWAN_USERSPACE_CONF, conf(vx, node, Datapath::Userspace)),
+            (STRONGSWAN_CONF, conf(node, Datapath::Kernel)),
+            (STRONGSWAN_USERSPACE_CONF, conf(node, Datapath::Userspace)),
         ],
-        d => vec![(STRONGSWAN_CONF, conf(vx, node, d))],
+        d => vec![(STRONGSWAN_CONF, conf(node, d))],
     }
 }
