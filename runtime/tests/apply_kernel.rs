@@ -292,12 +292,79 @@ fn the_agent_follows_the_file_and_serves_the_keyset() {
     // destroy refuses while the agent runs: it would put back what destroy removes.
     let refused = h.run("destroy", None, &["--auto-approve"]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused).contains("stop it first"), "{}", text(&refused));
+    assert!(text(&refused).contains("stop the agent first"), "{}", text(&refused));
     assert_eq!(h.engines().len(), 2, "nothing was removed");
     // SAFETY: SIGTERM to our child.
     unsafe { libc::kill(h.lab.child(agent).id() as i32, libc::SIGTERM) };
     let status =
         wait_until("the agent to stop", Duration::from_secs(10), || h.lab.child(agent).try_wait().ok().flatten());
     assert!(status.success());
+    h.destroy();
+}
+
+/// Starts `meshwork agent` for the host (API on the underlay address when `listen`), logging
+/// to `agent.err`; returns its index in the lab.
+fn start_agent(h: &mut Host, extra: &[&str]) -> usize {
+    let args = h.args("agent", Some(h.file()), extra);
+    let err = h.lab.path("agent.err");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshwork"));
+    cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(fs::File::create(&err).unwrap());
+    let i = h.lab.spawn("agent", &mut cmd, Some(err));
+    let pidfile = h.state.join(format!("controllers/{}/agent.pid", h.name));
+    wait_until("the agent's pid file", Duration::from_secs(15), || pidfile.exists().then_some(()));
+    i
+}
+
+fn stop_agent(h: &mut Host, agent: usize) {
+    // SAFETY: SIGTERM to our child.
+    unsafe { libc::kill(h.lab.child(agent).id() as i32, libc::SIGTERM) };
+    let status =
+        wait_until("the agent to stop", Duration::from_secs(10), || h.lab.child(agent).try_wait().ok().flatten());
+    assert!(status.success());
+}
+
+/// `apply TARGET`, again while it only finds the agent's pass holding the lock (a refusal of
+/// its own, not the one tested here).
+fn apply_past_the_lock(h: &Host, target: &str, extra: &[&str]) -> std::process::Output {
+    wait_until("apply to get past the agent's lock", Duration::from_secs(20), || {
+        let out = h.run("apply", Some(target), extra);
+        (!text(&out).contains("holds the lock")).then_some(out)
+    })
+}
+
+/// Regression (issue 12, item 8): `apply` succeeded while an agent ran, and the agent undid it
+/// on its next pass. It now refuses, as destroy does, naming the agent and its pid.
+#[test]
+fn apply_refuses_while_an_agent_runs() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("ar", 1);
+    let agent = start_agent(&mut h, &[]);
+    let pid = h.lab.child(agent).id();
+    wait_until("the agent to converge", Duration::from_secs(30), || {
+        (h.engines() == ["mw-ar-e1"] && h.pids().len() == 2).then_some(())
+    });
+    // Another file (two engines, its keys synced): the agent would put back one engine.
+    let other = h.lab.path("other.kdl");
+    fs::write(&other, topology("ar", 2)).unwrap();
+    meshwork_ok(&["keys", "sync", other.to_str().unwrap(), "--state-dir", h.state.to_str().unwrap()], 0);
+    let plan = h.lab.path("other.plan");
+    let out = apply_past_the_lock(&h, other.to_str().unwrap(), &["--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let shown = text(&out);
+    assert!(shown.contains(&format!("an agent (pid {pid})")), "{shown}");
+    assert!(shown.contains("stop the agent first"), "{shown}");
+    // A saved plan is refused the same way.
+    let out = h.run("plan", Some(h.file()), &["-o", plan.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = apply_past_the_lock(&h, plan.to_str().unwrap(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(&format!("an agent (pid {pid})")), "{}", text(&out));
+    assert_eq!(h.engines(), ["mw-ar-e1"], "nothing was changed");
+    // Once the agent is stopped, apply works again.
+    stop_agent(&mut h, agent);
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
     h.destroy();
 }
