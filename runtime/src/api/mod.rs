@@ -55,6 +55,7 @@
 
 pub mod client;
 pub mod server;
+pub mod server_tls;
 mod throttle;
 mod tls;
 

@@ -50,8 +50,9 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 use tokio_rustls::TlsAcceptor;
 
+use super::server_tls::ServerTls;
 use super::throttle::Throttle;
-use super::{EXPORTER_LABEL, EXPORTER_LEN, JOIN_SCHEME, KEYSET_PATH, tls, unhex, verify_join_proof};
+use super::{EXPORTER_LABEL, EXPORTER_LEN, JOIN_SCHEME, KEYSET_PATH, unhex, verify_join_proof};
 
 pub use super::throttle::{
     BASE as FAILURE_DELAY, MAX as FAILURE_DELAY_MAX, MAX_SOURCES as FAILURE_SOURCES_MAX,
@@ -135,10 +136,20 @@ pub async fn serve(
     source: Arc<dyn ApiSource>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let tls = ServerTls::new(&config).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+    serve_with(listener, tls, config, source, shutdown).await
+}
+
+/// [`serve`] with TLS from `tls`, which the caller may reload while it serves (new keyset, new
+/// CRL); the TLS fields of `config` are not used.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: ServerTls,
+    config: ApiConfig,
+    source: Arc<dyn ApiSource>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, format!("API server: {why}"));
-    let tls = tls::server_config(&config.ca_pem, config.crl_pem.as_deref(), &config.cert_pem, &config.key_pem)
-        .map_err(invalid)?;
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
     let shared = Arc::new(Shared::new(config, source).map_err(invalid)?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -157,7 +168,7 @@ pub async fn serve(
         while tasks.try_join_next().is_some() {}
         match accepted {
             Ok((tcp, peer)) => {
-                tasks.spawn(connection(tcp, peer.ip(), acceptor.clone(), shared.clone(), stop_rx.clone(), permit));
+                tasks.spawn(connection(tcp, peer.ip(), tls.acceptor(), shared.clone(), stop_rx.clone(), permit));
             }
             // Out of file descriptors, a connection reset before accept: wait a little, go on.
             Err(_) => sleep(Duration::from_millis(50)).await,
