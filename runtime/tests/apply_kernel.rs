@@ -536,3 +536,91 @@ fn a_client_revoked_while_the_agent_runs_is_refused() {
     stop_agent(&mut h, agent);
     h.destroy();
 }
+
+/// The pid meshwork recorded for `unit` of controller `name`.
+fn unit_pid(h: &Host, unit: &str) -> Option<u32> {
+    let file = h.state.join(format!("controllers/{}/openvpn/run/{unit}.pid", h.name));
+    let record: serde_json::Value = serde_json::from_slice(&fs::read(file).ok()?).ok()?;
+    record["pid"].as_u64().map(|p| p as u32)
+}
+
+fn ns_inode(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).unwrap_or_else(|e| panic!("{path}: {e}")).ino()
+}
+
+/// Regression (issue 12, item 6, first half): `ip netns del mw-<c>-e1` under a running engine
+/// left its OpenVPN in the old, unreachable namespace; apply made the namespace and veth again,
+/// and plan then said "No changes" with the engine cut off. The process is now observed in its
+/// namespace (the inode of /proc/PID/ns/net against that of /run/netns/NAME): plan shows it,
+/// apply restarts it in the new namespace, and only then is there nothing left to do.
+#[test]
+fn an_engine_left_in_a_deleted_namespace_is_restarted() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("nd", 1);
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let old = unit_pid(&h, "engine-1").expect("engine-1 runs");
+    h.lab.kill_on_drop(old);
+    run("ip", &["netns", "del", "mw-nd-e1"]);
+    let out = h.run("plan", Some(h.file()), &["--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("~ process engine-1"), "{}", text(&out));
+
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let new = unit_pid(&h, "engine-1").expect("engine-1 runs again");
+    assert_ne!(new, old, "engine-1 was restarted");
+    assert_eq!(
+        ns_inode(&format!("/proc/{new}/ns/net")),
+        ns_inode("/run/netns/mw-nd-e1"),
+        "engine-1 runs in the namespace named mw-nd-e1"
+    );
+    let out = h.run("plan", Some(h.file()), &["--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    h.destroy();
+}
+
+/// Regression (issue 12, item 6, second half): a pid file left behind (an apply killed after
+/// stopping an engine) that names a process which is gone, or which is not OpenVPN, made no
+/// difference to plan ("No changes"). Pid files are now validated: each such file shows as a
+/// change, and apply removes it.
+#[test]
+fn stale_pid_files_show_as_changes() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("sp6", 1);
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run_dir = h.state.join("controllers/sp6/openvpn/run");
+    // engine-2: a pid that has exited; engine-3: a live process that is not OpenVPN (a sleep
+    // of the test's own; never the test itself, which the fixture's cleanup would kill by pid).
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let sleeper = h.lab.spawn("sleep", Command::new("sleep").arg("120"), None);
+    let other = h.lab.child(sleeper).id();
+    let stat = wait_until("the sleep to start", Duration::from_secs(5), || {
+        fs::read_to_string(format!("/proc/{other}/stat")).ok()
+    });
+    let start_time: u64 = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(19).unwrap().parse().unwrap();
+    for (unit, pid, start) in [("engine-2", gone_pid, 1), ("engine-3", other, start_time)] {
+        let record = serde_json::json!({ "pid": pid, "start_time": start, "config_sha256": "", "netns": null });
+        fs::write(run_dir.join(format!("{unit}.pid")), record.to_string()).unwrap();
+    }
+    let out = h.run("plan", Some(h.file()), &["--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    for line in ["- process engine-2", "- process engine-3"] {
+        assert!(text(&out).contains(line), "plan lacks `{line}`:\n{}", text(&out));
+    }
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!run_dir.join("engine-2.pid").exists() && !run_dir.join("engine-3.pid").exists());
+    assert!(h.lab.child(sleeper).try_wait().unwrap().is_none(), "the process a stale file named is left alone");
+    let out = h.run("plan", Some(h.file()), &["--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    h.destroy();
+}

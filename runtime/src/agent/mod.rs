@@ -368,7 +368,10 @@ impl Agent {
             .resources
             .iter()
             .filter(|r| r.id.kind == Kind::Process)
-            .map(|r| (r.id.name.clone(), refreshed.observed.resources.contains_key(&r.id)))
+            .map(|r| {
+                let live = refreshed.observed.resources.get(&r.id);
+                (r.id.name.clone(), live.is_some_and(|l| l.attrs.get("state").is_some_and(|s| s == "running")))
+            })
             .collect();
         self.with_status(|s| s.units = units);
         let mut first_error = None;
