@@ -247,6 +247,15 @@ impl Raw {
 }
 
 async fn raw(addr: std::net::SocketAddr, request: impl FnOnce(&[u8; 32]) -> String) -> io::Result<Raw> {
+    raw_from(addr, None, request).await
+}
+
+/// [`raw`], from `source` (another loopback address, say) when given.
+async fn raw_from(
+    addr: std::net::SocketAddr,
+    source: Option<std::net::IpAddr>,
+    request: impl FnOnce(&[u8; 32]) -> String,
+) -> io::Result<Raw> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let algs = provider.signature_verification_algorithms;
     let config = ClientConfig::builder_with_provider(provider)
@@ -255,7 +264,14 @@ async fn raw(addr: std::net::SocketAddr, request: impl FnOnce(&[u8; 32]) -> Stri
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyServer(algs)))
         .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await?;
+    let tcp = match source {
+        None => TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(std::net::SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await?
+        }
+    };
     let name = ServerName::IpAddress(addr.ip().into());
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
     let exporter = tls.get_ref().1.export_keying_material([0u8; 32], EXPORTER_LABEL, None).unwrap();
@@ -357,6 +373,71 @@ fn wrong_read_tokens_are_refused_and_slowed_down() {
     assert_eq!(status, 200);
     assert!(metrics.contains("meshwork_api_auth_failures_total{credential=\"read_token\"} 2"), "{metrics}");
     assert!(metrics.contains("meshwork_api_auth_failures_total{credential=\"join_proof\"} 0"), "{metrics}");
+}
+
+/// Regression (issue 12, item 7): 16 parallel senders of wrong tokens filled the one shared
+/// failure queue, and the right read token got 429 from anywhere for as long as they went on.
+/// Failures are now counted per source address: the flooders are throttled (one of them past
+/// the point of 429), the right token from another address is answered 200 at once, and a
+/// certificate client is never throttled.
+#[test]
+fn a_flood_of_wrong_tokens_does_not_lock_out_other_sources() {
+    let agent = Agent::start("status-flood");
+    let addr = agent.addr;
+    let loopback = |last: u8| std::net::IpAddr::from([127, 0, 0, last]);
+    // 16 sources, two wrong tokens each, and 12 more from the first: 44 failures at once.
+    let mut flood = Vec::new();
+    for i in 0..16u8 {
+        let n = if i == 0 { 14 } else { 2 };
+        for _ in 0..n {
+            flood.push(
+                agent
+                    .rt
+                    .spawn(raw_from(addr, Some(loopback(2 + i)), |_| request("GET", "/status", bearer_header(WRONG)))),
+            );
+        }
+    }
+    let cert = || agent.certificate(agent.identity("peer-west"));
+    wait_until_counted(&agent, cert, 44);
+
+    // The flooder with 14 failures queued is refused unchecked, even with the right token.
+    let from_flooder =
+        agent.block_on(raw_from(addr, Some(loopback(2)), |_| request("GET", "/status", bearer_header(READ))));
+    assert_eq!(from_flooder.unwrap().status, 429);
+    // Elsewhere, the right token is answered at once.
+    let start = Instant::now();
+    let raw = agent.block_on(raw_from(addr, Some(loopback(1)), |_| request("GET", "/status", bearer_header(READ))));
+    let raw = raw.unwrap();
+    assert_eq!(raw.status, 200, "{}", raw.text());
+    assert!(start.elapsed() < server::FAILURE_DELAY, "answered after {:?}", start.elapsed());
+    // That success did not clear the flooder's back-off.
+    let again = agent.block_on(raw_from(addr, Some(loopback(2)), |_| request("GET", "/status", bearer_header(READ))));
+    assert_eq!(again.unwrap().status, 429);
+    let (status, _) = agent.get("/status", cert()).unwrap();
+    assert_eq!(status, 200, "a certificate client is not throttled");
+    for task in flood {
+        task.abort();
+    }
+}
+
+/// Waits until /metrics (read with a certificate) shows `n` read-token requests dealt with:
+/// refused after checking, or refused unchecked (429).
+fn wait_until_counted(agent: &Agent, auth: impl Fn() -> ClientAuth, n: u64) {
+    let counter = |metrics: &str, name: &str| -> u64 {
+        let prefix = format!("{name}{{credential=\"read_token\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)?.parse().ok()).unwrap_or(0)
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, metrics) = agent.get("/metrics", auth()).unwrap();
+        let seen = counter(&metrics, "meshwork_api_auth_failures_total")
+            + counter(&metrics, "meshwork_api_auth_throttled_total");
+        if seen >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never counted {n} failures:\n{metrics}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]

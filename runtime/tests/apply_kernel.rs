@@ -12,6 +12,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::*;
@@ -292,12 +293,334 @@ fn the_agent_follows_the_file_and_serves_the_keyset() {
     // destroy refuses while the agent runs: it would put back what destroy removes.
     let refused = h.run("destroy", None, &["--auto-approve"]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused).contains("stop it first"), "{}", text(&refused));
+    assert!(text(&refused).contains("stop the agent first"), "{}", text(&refused));
     assert_eq!(h.engines().len(), 2, "nothing was removed");
     // SAFETY: SIGTERM to our child.
     unsafe { libc::kill(h.lab.child(agent).id() as i32, libc::SIGTERM) };
     let status =
         wait_until("the agent to stop", Duration::from_secs(10), || h.lab.child(agent).try_wait().ok().flatten());
     assert!(status.success());
+    h.destroy();
+}
+
+/// Starts `meshwork agent` for the host (API on the underlay address when `listen`), logging
+/// to `agent.err`; returns its index in the lab.
+fn start_agent(h: &mut Host, extra: &[&str]) -> usize {
+    let args = h.args("agent", Some(h.file()), extra);
+    let err = h.lab.path("agent.err");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshwork"));
+    cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(fs::File::create(&err).unwrap());
+    let i = h.lab.spawn("agent", &mut cmd, Some(err));
+    let pidfile = h.state.join(format!("controllers/{}/agent.pid", h.name));
+    wait_until("the agent's pid file", Duration::from_secs(15), || pidfile.exists().then_some(()));
+    i
+}
+
+fn stop_agent(h: &mut Host, agent: usize) {
+    // SAFETY: SIGTERM to our child.
+    unsafe { libc::kill(h.lab.child(agent).id() as i32, libc::SIGTERM) };
+    let status =
+        wait_until("the agent to stop", Duration::from_secs(10), || h.lab.child(agent).try_wait().ok().flatten());
+    assert!(status.success());
+}
+
+/// `apply TARGET`, again while it only finds the agent's pass holding the lock (a refusal of
+/// its own, not the one tested here).
+fn apply_past_the_lock(h: &Host, target: &str, extra: &[&str]) -> std::process::Output {
+    wait_until("apply to get past the agent's lock", Duration::from_secs(20), || {
+        let out = h.run("apply", Some(target), extra);
+        (!text(&out).contains("holds the lock")).then_some(out)
+    })
+}
+
+/// Regression (issue 12, item 8): `apply` succeeded while an agent ran, and the agent undid it
+/// on its next pass. It now refuses, as destroy does, naming the agent and its pid.
+#[test]
+fn apply_refuses_while_an_agent_runs() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("ar", 1);
+    let agent = start_agent(&mut h, &[]);
+    let pid = h.lab.child(agent).id();
+    wait_until("the agent to converge", Duration::from_secs(30), || {
+        (h.engines() == ["mw-ar-e1"] && h.pids().len() == 2).then_some(())
+    });
+    // Another file (two engines, its keys synced): the agent would put back one engine.
+    let other = h.lab.path("other.kdl");
+    fs::write(&other, topology("ar", 2)).unwrap();
+    meshwork_ok(&["keys", "sync", other.to_str().unwrap(), "--state-dir", h.state.to_str().unwrap()], 0);
+    let plan = h.lab.path("other.plan");
+    let out = apply_past_the_lock(&h, other.to_str().unwrap(), &["--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let shown = text(&out);
+    assert!(shown.contains(&format!("an agent (pid {pid})")), "{shown}");
+    assert!(shown.contains("stop the agent first"), "{shown}");
+    // A saved plan is refused the same way.
+    let out = h.run("plan", Some(h.file()), &["-o", plan.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = apply_past_the_lock(&h, plan.to_str().unwrap(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(&format!("an agent (pid {pid})")), "{}", text(&out));
+    assert_eq!(h.engines(), ["mw-ar-e1"], "nothing was changed");
+    // Once the agent is stopped, apply works again.
+    stop_agent(&mut h, agent);
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    h.destroy();
+}
+
+/// What a verifying HTTPS client got: the status, and the server certificate's subjectAltNames.
+#[derive(Debug)]
+struct Fetched {
+    status: u16,
+    sans: Vec<String>,
+}
+
+/// `GET path` from namespace `ns` to `addr` as an ordinary client would make it (what curl
+/// --cacert does): rustls with the topology CA as the only root and the IP as the server name,
+/// so the certificate must name that IP. Optionally with a client certificate or a bearer token.
+fn verified_get(
+    ns: &str,
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    identity: Option<(String, String)>,
+    bearer: Option<&str>,
+    path: &str,
+) -> Result<Fetched, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap(),
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{}Connection: close\r\n\r\n",
+        bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default()
+    );
+    in_netns(ns, move || {
+        let name = ServerName::IpAddress(addr.ip().into());
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+        let tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(request.as_bytes()).map_err(|e| format!("TLS: {e}"))?;
+        let mut response = Vec::new();
+        let read = tls.read_to_end(&mut response);
+        if response.is_empty() {
+            return Err(format!("no response: {read:?}"));
+        }
+        let sans = tls
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|der| {
+                let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+                let ext = cert.subject_alternative_name().unwrap().map(|e| e.value.general_names.clone());
+                ext.unwrap_or_default().iter().map(san_text).collect()
+            })
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&response);
+        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or(format!("not HTTP: {text}"))?;
+        Ok(Fetched { status, sans })
+    })
+}
+
+/// An IP subjectAltName as its address, a DNS one as its name.
+fn san_text(name: &x509_parser::extensions::GeneralName<'_>) -> String {
+    use x509_parser::extensions::GeneralName;
+    match name {
+        GeneralName::IPAddress(b) => match <[u8; 4]>::try_from(*b) {
+            Ok(v4) => std::net::Ipv4Addr::from(v4).to_string(),
+            Err(_) => <[u8; 16]>::try_from(*b).map(|v6| std::net::Ipv6Addr::from(v6).to_string()).unwrap_or_default(),
+        },
+        GeneralName::DNSName(d) => d.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+const API: &str = "192.0.2.10:7443";
+
+fn api_addr() -> std::net::SocketAddr {
+    API.parse().unwrap()
+}
+
+fn read_token(h: &Host) -> PathBuf {
+    let token = h.lab.path("read.token");
+    fs::write(&token, "a-read-token-long-enough-to-be-accepted\n").unwrap();
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
+    token
+}
+
+/// Regression (issue 12, item 10): the API's certificate had no subjectAltName, so a client
+/// that checks the name (`curl --cacert ca.crt https://ADDR`) refused it. Now it names the
+/// overlay, underlay and listen addresses, and a verifying rustls client with the topology CA
+/// as its root and the listen IP as the server name gets 200.
+#[test]
+fn the_api_certificate_names_its_addresses() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("sn", 1);
+    let token = read_token(&h);
+    let agent = start_agent(&mut h, &["--listen", API, "--read-token-file", token.to_str().unwrap()]);
+    let ca = fs::read_to_string(h.state.join("keyset/ca.crt")).unwrap();
+    let outside = h.outside();
+    let got = wait_until("the API to answer a verifying client", Duration::from_secs(20), || {
+        verified_get(&outside, api_addr(), &ca, None, Some("a-read-token-long-enough-to-be-accepted"), "/status").ok()
+    });
+    assert_eq!(got.status, 200, "{got:?}");
+    // Underlay and listen address (the same here), overlay address.
+    for name in ["192.0.2.10", "100.127.255.253"] {
+        assert!(got.sans.iter().any(|s| s == name), "{name} not in {:?}", got.sans);
+    }
+    stop_agent(&mut h, agent);
+    h.destroy();
+}
+
+/// Regression (issue 12, item 5): after `keys sync` revoked a client, its certificate went on
+/// getting 200 from a running agent until a restart (the CRL was read once). The agent now
+/// reloads the CRL and the CA with the keyset: the revoked certificate is refused within
+/// seconds, without a restart, and another client's still works.
+#[test]
+fn a_client_revoked_while_the_agent_runs_is_refused() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("rv", 1);
+    let agent = start_agent(&mut h, &["--listen", API]);
+    let ca = fs::read_to_string(h.state.join("keyset/ca.crt")).unwrap();
+    let keyset = meshwork::keys::Keyset::open(&h.state).unwrap();
+    let identity = |cn: &str| (keyset.cert_pem(cn).unwrap(), keyset.key_pem(cn).unwrap());
+    let (a, b) = (identity("a"), identity("b"));
+    let outside = h.outside();
+    let got = wait_until("the API to answer client a", Duration::from_secs(20), || {
+        verified_get(&outside, api_addr(), &ca, Some(a.clone()), None, "/status").ok()
+    });
+    assert_eq!(got.status, 200, "{got:?}");
+
+    let revoked = topology("rv", 1).replace("client \"a\"\n", "client \"a\" revoked=#true\n");
+    assert_ne!(revoked, topology("rv", 1));
+    fs::write(&h.file, revoked).unwrap();
+    meshwork_ok(&["keys", "sync", h.file(), "--state-dir", h.state.to_str().unwrap()], 0);
+    // Refused in the handshake (the CRL is checked there); a 401 would do as well.
+    let refused =
+        wait_until("the API to refuse the revoked certificate", Duration::from_secs(15), || {
+            match verified_get(&outside, api_addr(), &ca, Some(a.clone()), None, "/status") {
+                Ok(f) if f.status == 200 => None,
+                refused => Some(refused),
+            }
+        });
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("CertificateRevoked"))
+            || refused.as_ref().is_ok_and(|f| f.status == 401),
+        "{refused:?}"
+    );
+    let got = verified_get(&outside, api_addr(), &ca, Some(b), None, "/status").unwrap();
+    assert_eq!(got.status, 200, "client b is not revoked");
+    assert!(h.lab.child(agent).try_wait().unwrap().is_none(), "the agent was not restarted");
+    stop_agent(&mut h, agent);
+    h.destroy();
+}
+
+/// The pid meshwork recorded for `unit` of controller `name`.
+fn unit_pid(h: &Host, unit: &str) -> Option<u32> {
+    let file = h.state.join(format!("controllers/{}/openvpn/run/{unit}.pid", h.name));
+    let record: serde_json::Value = serde_json::from_slice(&fs::read(file).ok()?).ok()?;
+    record["pid"].as_u64().map(|p| p as u32)
+}
+
+fn ns_inode(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).unwrap_or_else(|e| panic!("{path}: {e}")).ino()
+}
+
+/// Regression (issue 12, item 6, first half): `ip netns del mw-<c>-e1` under a running engine
+/// left its OpenVPN in the old, unreachable namespace; apply made the namespace and veth again,
+/// and plan then said "No changes" with the engine cut off. The process is now observed in its
+/// namespace (the inode of /proc/PID/ns/net against that of /run/netns/NAME): plan shows it,
+/// apply restarts it in the new namespace, and only then is there nothing left to do.
+#[test]
+fn an_engine_left_in_a_deleted_namespace_is_restarted() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("nd", 1);
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let old = unit_pid(&h, "engine-1").expect("engine-1 runs");
+    h.lab.kill_on_drop(old);
+    run("ip", &["netns", "del", "mw-nd-e1"]);
+    let out = h.run("plan", Some(h.file()), &["--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("~ process engine-1"), "{}", text(&out));
+
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let new = unit_pid(&h, "engine-1").expect("engine-1 runs again");
+    assert_ne!(new, old, "engine-1 was restarted");
+    assert_eq!(
+        ns_inode(&format!("/proc/{new}/ns/net")),
+        ns_inode("/run/netns/mw-nd-e1"),
+        "engine-1 runs in the namespace named mw-nd-e1"
+    );
+    let out = h.run("plan", Some(h.file()), &["--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    h.destroy();
+}
+
+/// Regression (issue 12, item 6, second half): a pid file left behind (an apply killed after
+/// stopping an engine) that names a process which is gone, or which is not OpenVPN, made no
+/// difference to plan ("No changes"). Pid files are now validated: each such file shows as a
+/// change, and apply removes it.
+#[test]
+fn stale_pid_files_show_as_changes() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("sp6", 1);
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run_dir = h.state.join("controllers/sp6/openvpn/run");
+    // engine-2: a pid that has exited; engine-3: a live process that is not OpenVPN (a sleep
+    // of the test's own; never the test itself, which the fixture's cleanup would kill by pid).
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let sleeper = h.lab.spawn("sleep", Command::new("sleep").arg("120"), None);
+    let other = h.lab.child(sleeper).id();
+    let stat = wait_until("the sleep to start", Duration::from_secs(5), || {
+        fs::read_to_string(format!("/proc/{other}/stat")).ok()
+    });
+    let start_time: u64 = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(19).unwrap().parse().unwrap();
+    for (unit, pid, start) in [("engine-2", gone_pid, 1), ("engine-3", other, start_time)] {
+        let record = serde_json::json!({ "pid": pid, "start_time": start, "config_sha256": "", "netns": null });
+        fs::write(run_dir.join(format!("{unit}.pid")), record.to_string()).unwrap();
+    }
+    let out = h.run("plan", Some(h.file()), &["--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    for line in ["- process engine-2", "- process engine-3"] {
+        assert!(text(&out).contains(line), "plan lacks `{line}`:\n{}", text(&out));
+    }
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!run_dir.join("engine-2.pid").exists() && !run_dir.join("engine-3.pid").exists());
+    assert!(h.lab.child(sleeper).try_wait().unwrap().is_none(), "the process a stale file named is left alone");
+    let out = h.run("plan", Some(h.file()), &["--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     h.destroy();
 }

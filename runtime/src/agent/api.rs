@@ -1,14 +1,17 @@
 //! The agent's side of the HTTPS API: what `/status`, `/metrics` and `/v1/keyset` serve.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::AgentConfig;
 use super::mesh::Announcement;
 use super::status::Status;
+use meshwork_compiler::model::Host;
+
 use crate::api::server::{self, ApiConfig, ApiSource};
-use crate::keys::Keyset;
+use crate::api::server_tls::ServerTls;
+use crate::keys::{Keyset, SubjectName};
 
 struct Source {
     status: Arc<Mutex<Status>>,
@@ -63,31 +66,61 @@ pub fn bind(addr: SocketAddr, freebind: bool) -> Result<tokio::net::TcpListener,
     socket.listen(128).map_err(fail)
 }
 
-/// Serves the API on `listener` in the background until `shutdown` is notified. Uses the
-/// controller's own certificate from the topology keyset.
-pub async fn start(
+/// The API's configuration from the keyset as it is now: the CA and the CRL that client
+/// certificates are checked against, a fresh server certificate valid for `names` (see
+/// [`Keyset::api_server_identity`]), and the tokens. Called at start and on every reload, so a
+/// revocation or a new CA reaches the API without a restart.
+pub fn config(cfg: &AgentConfig, names: &[SubjectName]) -> Result<ApiConfig, String> {
+    let keyset = Keyset::open(&cfg.state_dir).map_err(|e| format!("keyset: {e}"))?;
+    let pem = |r: crate::keys::Result<String>| r.map_err(|e| format!("keyset: {e}"));
+    let now = time::OffsetDateTime::now_utc();
+    let (cert_pem, key_pem) = keyset
+        .api_server_identity(&cfg.controller, names, now)
+        .map_err(|e| format!("keyset: the API's certificate: {e}"))?;
+    Ok(ApiConfig {
+        ca_pem: pem(keyset.ca_pem())?,
+        cert_pem,
+        key_pem,
+        crl_pem: Some(pem(keyset.crl_pem())?),
+        read_token: cfg.read_token.clone(),
+        join_token: cfg.join_token.clone(),
+    })
+}
+
+/// The names the API's certificate is valid for: the controller's overlay and underlay
+/// addresses (a DNS name as such) and the address it listens on, unless that is a wildcard.
+pub fn names(overlay: IpAddr, underlay: &Host, listen: Option<SocketAddr>) -> Vec<SubjectName> {
+    let mut names = vec![SubjectName::Ip(overlay)];
+    names.push(match underlay {
+        Host::Ip(ip) => SubjectName::Ip(IpAddr::from(*ip)),
+        Host::Dns(name) => SubjectName::Dns(name.clone()),
+    });
+    if let Some(addr) = listen.filter(|a| !a.ip().is_unspecified()) {
+        names.push(SubjectName::Ip(addr.ip()));
+    }
+    names.dedup();
+    names
+}
+
+/// Serves the API with `config` on `listener` in the background until `shutdown` is notified.
+/// The handle it returns reloads the server's TLS configuration.
+pub fn start(
     listener: tokio::net::TcpListener,
+    config: ApiConfig,
     cfg: &AgentConfig,
     status: Arc<Mutex<Status>>,
     announcement: Arc<Mutex<Option<Announcement>>>,
     shutdown: Arc<tokio::sync::Notify>,
-) -> Result<(), String> {
-    let keyset = Keyset::open(&cfg.state_dir).map_err(|e| format!("keyset: {e}"))?;
-    let pem = |r: crate::keys::Result<String>| r.map_err(|e| format!("keyset: {e}"));
-    let config = ApiConfig {
-        ca_pem: pem(keyset.ca_pem())?,
-        cert_pem: pem(keyset.cert_pem(&cfg.controller))?,
-        key_pem: pem(keyset.key_pem(&cfg.controller))?,
-        crl_pem: Some(pem(keyset.crl_pem())?),
-        read_token: cfg.read_token.clone(),
-        join_token: cfg.join_token.clone(),
-    };
+) -> Result<ServerTls, String> {
+    let tls = ServerTls::new(&config)?;
     let source = Arc::new(Source { status, keyset_dir: crate::state::keyset_dir(&cfg.state_dir), announcement });
     eprintln!("meshwork agent: API on https://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let serving = tls.clone();
     tokio::spawn(async move {
-        if let Err(e) = server::serve(listener, config, source, async move { shutdown.notified().await }).await {
+        let stop = async move { shutdown.notified().await };
+        if let Err(e) = server::serve_with(listener, serving, config, source, stop).await {
             eprintln!("meshwork agent: API stopped: {e}");
         }
     });
-    Ok(())
+    Ok(tls)
 }

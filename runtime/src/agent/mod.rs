@@ -32,12 +32,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 use crate::api::client::ClientAuth;
+use crate::api::server_tls::ServerTls;
 use crate::host::desired::Desired;
 use crate::host::layout::Layout;
 use crate::host::lock::Lock;
 use crate::host::resource::Kind;
 use crate::host::session;
-use crate::keys::Keyset;
+use crate::keys::{Keyset, SubjectName};
 use crate::netlink::Netlink;
 use mesh::Announcement;
 use status::Status;
@@ -91,6 +92,8 @@ struct Loaded {
     ca: String,
     /// The other controllers and this one's peering certificate, for the mesh exchange.
     targets: mesh::Targets,
+    /// What the API's certificate names: overlay, underlay and listen addresses.
+    api_names: Vec<SubjectName>,
 }
 
 pub struct Agent {
@@ -107,6 +110,8 @@ pub struct Agent {
     announcement: Arc<Mutex<Option<Announcement>>>,
     /// Peers last seen on another checksum or CA: logged when that starts and ends.
     disagreeing: BTreeSet<String>,
+    /// The TLS configuration of each API listener, renewed from the keyset on reload.
+    api_tls: Vec<ServerTls>,
 }
 
 /// Modification time and size of a file.
@@ -149,7 +154,8 @@ fn load(cfg: &AgentConfig) -> Result<Loaded, String> {
         net.controllers.iter().filter(|c| c.name != me.name).map(|c| (c.name.clone(), c.overlay_ip)).collect();
     let auth = if peers.is_empty() { None } else { Some(peer_auth(&keyset, &cfg.controller)?) };
     let ca = keyset.ca_fingerprint();
-    Ok(Loaded { desired, stamp, table, ca, targets: mesh::Targets { peers, auth } })
+    let api_names = api::names(me.overlay_ip.into(), &me.address, cfg.listen);
+    Ok(Loaded { desired, stamp, table, ca, targets: mesh::Targets { peers, auth }, api_names })
 }
 
 /// This controller's peering identity, presented when it asks its peers.
@@ -184,6 +190,7 @@ impl Agent {
             targets,
             announcement: Arc::default(),
             disagreeing: BTreeSet::new(),
+            api_tls: Vec::new(),
         })
     }
 
@@ -221,17 +228,36 @@ impl Agent {
         });
 
         let api_shutdown = Arc::new(tokio::sync::Notify::new());
-        if let Some(addr) = self.cfg.listen {
+        let wants_mesh = !self.loaded.targets.peers.is_empty();
+        let api_config = match (self.cfg.listen, wants_mesh) {
+            (None, false) => None,
+            _ => Some(api::config(&self.cfg, &self.loaded.api_names)?),
+        };
+        if let (Some(addr), Some(config)) = (self.cfg.listen, &api_config) {
             let listener = api::bind(addr, false)?;
-            api::start(listener, &self.cfg, self.status.clone(), self.announcement.clone(), api_shutdown.clone())
-                .await?;
+            let tls = api::start(
+                listener,
+                config.clone(),
+                &self.cfg,
+                self.status.clone(),
+                self.announcement.clone(),
+                api_shutdown.clone(),
+            )?;
+            self.api_tls.push(tls);
         }
-        if !self.loaded.targets.peers.is_empty() {
+        if let (true, Some(config)) = (wants_mesh, api_config) {
             // Peers ask this agent at its overlay address, through the tunnels.
             let me = self.loaded.table.local.overlay_ip;
             let listener = api::bind(SocketAddr::from((me, MESH_API_PORT)), true)?;
-            api::start(listener, &self.cfg, self.status.clone(), self.announcement.clone(), api_shutdown.clone())
-                .await?;
+            let tls = api::start(
+                listener,
+                config,
+                &self.cfg,
+                self.status.clone(),
+                self.announcement.clone(),
+                api_shutdown.clone(),
+            )?;
+            self.api_tls.push(tls);
             mesh::spawn_poller(self.targets.subscribe(), self.hearing.clone());
         }
 
@@ -289,6 +315,23 @@ impl Agent {
                 self.with_status(|s| s.topology_error = Some(e));
             }
         }
+        self.reload_api_tls();
+    }
+
+    /// New handshakes of the API check client certificates against the keyset's CA and CRL as
+    /// they are now (a client revoked by `keys sync` is refused at once), and present a fresh
+    /// certificate. The keyset changes independently of the topology file, so this happens even
+    /// when the file does not load; on an error the API keeps what it had.
+    fn reload_api_tls(&self) {
+        if self.api_tls.is_empty() {
+            return;
+        }
+        let reloaded = api::config(&self.cfg, &self.loaded.api_names)
+            .and_then(|config| self.api_tls.iter().try_for_each(|tls| tls.reload(&config)));
+        match reloaded {
+            Ok(()) => eprintln!("meshwork agent: API trust roots and CRL reloaded from the keyset"),
+            Err(e) => eprintln!("meshwork agent: API keeps its previous TLS configuration: {e}"),
+        }
     }
 
     /// One pass, whatever woke it: reading the host is cheap, and a tick is what notices a
@@ -325,7 +368,10 @@ impl Agent {
             .resources
             .iter()
             .filter(|r| r.id.kind == Kind::Process)
-            .map(|r| (r.id.name.clone(), refreshed.observed.resources.contains_key(&r.id)))
+            .map(|r| {
+                let live = refreshed.observed.resources.get(&r.id);
+                (r.id.name.clone(), live.is_some_and(|l| l.attrs.get("state").is_some_and(|s| s == "running")))
+            })
             .collect();
         self.with_status(|s| s.units = units);
         let mut first_error = None;

@@ -49,11 +49,13 @@
 //! # Failed attempts
 //!
 //! See [`server`]: a wrong token or proof is answered 401 only after a delay that doubles with
-//! each recent failure (250 ms, 500 ms, 1 s, ... capped at 5 s), and failures are answered one
-//! after another, so parallel connections do not guess faster.
+//! each recent failure from the same source address (250 ms, 500 ms, 1 s, ... capped at 5 s),
+//! and a source's failures are answered one after another, so parallel connections do not
+//! guess faster. Another source's flood does not lock out the right token.
 
 pub mod client;
 pub mod server;
+pub mod server_tls;
 mod throttle;
 mod tls;
 

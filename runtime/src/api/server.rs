@@ -30,6 +30,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,11 +50,13 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 use tokio_rustls::TlsAcceptor;
 
+use super::server_tls::ServerTls;
 use super::throttle::Throttle;
-use super::{EXPORTER_LABEL, EXPORTER_LEN, JOIN_SCHEME, KEYSET_PATH, tls, unhex, verify_join_proof};
+use super::{EXPORTER_LABEL, EXPORTER_LEN, JOIN_SCHEME, KEYSET_PATH, unhex, verify_join_proof};
 
 pub use super::throttle::{
-    BASE as FAILURE_DELAY, MAX as FAILURE_DELAY_MAX, QUEUE_MAX as FAILURE_QUEUE_MAX, QUIET as FAILURE_QUIET,
+    BASE as FAILURE_DELAY, MAX as FAILURE_DELAY_MAX, MAX_SOURCES as FAILURE_SOURCES_MAX,
+    QUEUE_MAX as FAILURE_QUEUE_MAX, QUIET as FAILURE_QUIET,
 };
 
 /// Connections served at once; more wait in the listen backlog.
@@ -133,10 +136,20 @@ pub async fn serve(
     source: Arc<dyn ApiSource>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let tls = ServerTls::new(&config).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+    serve_with(listener, tls, config, source, shutdown).await
+}
+
+/// [`serve`] with TLS from `tls`, which the caller may reload while it serves (new keyset, new
+/// CRL); the TLS fields of `config` are not used.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: ServerTls,
+    config: ApiConfig,
+    source: Arc<dyn ApiSource>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, format!("API server: {why}"));
-    let tls = tls::server_config(&config.ca_pem, config.crl_pem.as_deref(), &config.cert_pem, &config.key_pem)
-        .map_err(invalid)?;
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
     let shared = Arc::new(Shared::new(config, source).map_err(invalid)?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -154,8 +167,8 @@ pub async fn serve(
         };
         while tasks.try_join_next().is_some() {}
         match accepted {
-            Ok((tcp, _)) => {
-                tasks.spawn(connection(tcp, acceptor.clone(), shared.clone(), stop_rx.clone(), permit));
+            Ok((tcp, peer)) => {
+                tasks.spawn(connection(tcp, peer.ip(), tls.acceptor(), shared.clone(), stop_rx.clone(), permit));
             }
             // Out of file descriptors, a connection reset before accept: wait a little, go on.
             Err(_) => sleep(Duration::from_millis(50)).await,
@@ -208,6 +221,8 @@ impl Shared {
 /// One TLS connection's facts, fixed by its handshake.
 struct Conn {
     shared: Arc<Shared>,
+    /// The peer's address: failed tokens are throttled per source.
+    source: IpAddr,
     /// The client presented a certificate, and rustls verified it against the topology CA.
     client_cert: bool,
     /// That certificate's common name.
@@ -217,6 +232,7 @@ struct Conn {
 
 async fn connection(
     tcp: TcpStream,
+    source: IpAddr,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
@@ -231,6 +247,7 @@ async fn connection(
     let session = tls.get_ref().1;
     let conn = Arc::new(Conn {
         shared,
+        source,
         client_cert: session.peer_certificates().is_some_and(|c| !c.is_empty()),
         client_cn: session.peer_certificates().and_then(|c| c.first()).and_then(|c| common_name(c.as_ref())),
         exporter: session.export_keying_material([0u8; EXPORTER_LEN], EXPORTER_LABEL, None).ok(),
@@ -334,7 +351,7 @@ async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Full<Bytes>
                 "unauthorized: present a client certificate of the topology CA, or `Authorization: Bearer <read token>`",
             );
         }
-        if let Err(retry) = shared.read_failures.admit() {
+        if let Err(retry) = shared.read_failures.admit(conn.source) {
             return throttled(retry);
         }
         let ok = match auth {
@@ -342,10 +359,10 @@ async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Full<Bytes>
             _ => false,
         };
         if !ok {
-            sleep(shared.read_failures.failure()).await;
+            sleep(shared.read_failures.failure(conn.source)).await;
             return unauthorized("Bearer realm=\"meshwork\"", "unauthorized: the token was refused");
         }
-        shared.read_failures.success();
+        shared.read_failures.success(conn.source);
     }
     match route {
         Route::Status => {
@@ -384,7 +401,7 @@ async fn keyset(conn: &Conn, auth: Auth<'_>) -> Response<Full<Bytes>> {
             "unauthorized: the keyset needs `Authorization: MeshworkJoin <proof>`; use `meshwork keys fetch`",
         );
     }
-    if let Err(retry) = shared.join_failures.admit() {
+    if let Err(retry) = shared.join_failures.admit(conn.source) {
         return throttled(retry);
     }
     let ok = match (auth, conn.exporter.as_ref()) {
@@ -395,10 +412,10 @@ async fn keyset(conn: &Conn, auth: Auth<'_>) -> Response<Full<Bytes>> {
         _ => false,
     };
     if !ok {
-        sleep(shared.join_failures.failure()).await;
+        sleep(shared.join_failures.failure(conn.source)).await;
         return unauthorized(challenge, "unauthorized: the join proof was refused");
     }
-    shared.join_failures.success();
+    shared.join_failures.success(conn.source);
     let source = shared.source.clone();
     match tokio::task::spawn_blocking(move || source.keyset_bundle(&token)).await {
         Ok(Ok(bundle)) => respond(StatusCode::OK, CONTENT_TYPE_BUNDLE, bundle),

@@ -1,6 +1,8 @@
 //! `meshwork apply FILE|PLANFILE --controller NAME` and `meshwork destroy`: converge the host
 //! (or remove everything meshwork owns there), under the controller's lock.
 //!
+//! Both refuse while the controller's agent runs (see [`refuse_if_agent_runs`]).
+//!
 //! `--try SECONDS` keeps the change only if it is confirmed in time (Enter on the terminal, or
 //! `meshwork apply --confirm` from elsewhere); otherwise the previous topology is applied
 //! again, or everything is removed if there was none, as `netplan try` does.
@@ -33,6 +35,7 @@ struct Target {
 }
 
 pub fn apply(target: &Path, host: &HostArgs, options: &Options) -> Result<ExitCode, CliError> {
+    refuse_if_agent_runs(host, "apply")?;
     let rt = host.enter()?;
     let saved = PlanFile::load(target).map_err(io_error(&format!("cannot read {}", target.display())))?;
     let t = match saved {
@@ -67,16 +70,27 @@ pub fn apply(target: &Path, host: &HostArgs, options: &Options) -> Result<ExitCo
 }
 
 pub fn destroy(host: &HostArgs, auto_approve: bool) -> Result<ExitCode, CliError> {
-    if let Some(pid) = meshwork::agent::running(&host.layout()) {
-        return Err(CliError::Message(format!(
-            "an agent (pid {pid}) keeps controller {} as its topology says and would put back what destroy removes; \
-             stop it first (SIGTERM leaves the dataplane running)",
-            host.controller
-        )));
-    }
+    refuse_if_agent_runs(host, "destroy")?;
     let rt = host.enter()?;
     let options = Options { auto_approve, try_seconds: None };
     converge(&rt, host, Target { source: None, desired: None, saved: None }, &options, "destroy")
+}
+
+/// A running agent keeps the controller as *its* topology file says: it would undo an apply
+/// of another file (or of a plan) on its next pass, and put back what destroy removes. So
+/// both refuse, naming the agent, rather than fight it; the operator edits the agent's file
+/// (it reloads on its own) or stops the agent first. Checked again under the lock, because an
+/// agent may have started while the plan was read.
+fn refuse_if_agent_runs(host: &HostArgs, verb: &str) -> Result<(), CliError> {
+    match meshwork::agent::running(&host.layout()) {
+        None => Ok(()),
+        Some(pid) => Err(CliError::Message(format!(
+            "an agent (pid {pid}) keeps controller {} as its topology file says and would undo what {verb} \
+             changes; edit the agent's file instead (it reloads by itself), or stop the agent first \
+             (SIGTERM leaves the dataplane running)",
+            host.controller
+        ))),
+    }
 }
 
 /// `apply --confirm`: keeps what a running `apply --try` applied.
@@ -96,6 +110,7 @@ fn converge(
 ) -> Result<ExitCode, CliError> {
     let layout = host.layout();
     let _lock = Lock::acquire(&layout.lock(), &host.controller, verb).map_err(|e| CliError::Message(e.to_string()))?;
+    refuse_if_agent_runs(host, verb)?;
     let refreshed = rt
         .block_on(session::refresh(&layout, &host.controller, t.desired.as_ref()))
         .map_err(io_error("cannot read the host's state"))?;

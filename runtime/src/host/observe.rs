@@ -17,6 +17,7 @@ use super::layout::Layout;
 use super::resource::{Kind, Resource, ResourceMap, Spec, by_id};
 use super::{ENGINE_LINK, ENGINE_TABLE, ROUTE_PROTO_AGENT, ROUTE_PROTO_STATIC};
 use crate::netlink::{Netlink, RouteInfo};
+use crate::openvpn::process::Inspection;
 use crate::{netns, nft, openvpn};
 
 /// Files larger than this are compared by digest only (no line diff in plans).
@@ -191,30 +192,44 @@ pub async fn observe(
         out.push(Resource::new(Kind::Nftables, NFT_TABLE, Spec::Nftables).attr("ruleset", ruleset));
     }
 
-    // OpenVPN processes, by their pid files.
+    // OpenVPN processes, by their pid files, each checked to be ours and in its namespace.
+    let here = netns::current_inode()?;
     if let Ok(entries) = std::fs::read_dir(&run) {
         let mut pidfiles: Vec<_> = entries.flatten().map(|e| e.path()).collect();
         pidfiles.sort();
         for pidfile in pidfiles.into_iter().filter(|p| p.extension().is_some_and(|e| e == "pid")) {
             let Some(unit) = pidfile.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
-            if let Some(rec) = openvpn::process::status(&pidfile)? {
-                let config = if unit == "server" { "server.conf".to_string() } else { format!("{unit}.conf") };
-                let mut r = Resource::new(
-                    Kind::Process,
-                    unit.clone(),
-                    Spec::Process { unit: unit.clone(), config, netns: rec.netns.clone() },
-                )
-                .attr("config", rec.config_sha256.clone())
-                .attr("state", "running");
-                if let Some(ns) = &rec.netns {
-                    r = r.attr("netns", ns.clone());
-                }
-                out.push(r);
+            if let Some(found) = openvpn::process::inspect(&pidfile, here)? {
+                out.push(process_resource(&unit, found));
             }
         }
     }
 
     Ok(Observed { resources: by_id(out), nft_listing, file_text, client_routes })
+}
+
+/// What `state` of a process resource reads when it is not "running": the plan shows it as a
+/// change ("~ process engine-3"), which stops what the pid file names (or removes the stale
+/// file) and starts the unit again.
+pub const PROCESS_ELSEWHERE: &str = "running in another network namespace";
+pub const PROCESS_STALE: &str = "stale pid file";
+
+fn process_resource(unit: &str, found: Inspection) -> Resource {
+    let (record, state) = match found {
+        Inspection::Running(r) => (Some(r), "running".to_string()),
+        Inspection::Elsewhere(r) => (Some(r), PROCESS_ELSEWHERE.to_string()),
+        Inspection::Stale(why) => (None, format!("{PROCESS_STALE} ({why})")),
+    };
+    let config = if unit == "server" { "server.conf".to_string() } else { format!("{unit}.conf") };
+    let netns = record.as_ref().and_then(|r| r.netns.clone());
+    let mut r =
+        Resource::new(Kind::Process, unit, Spec::Process { unit: unit.to_string(), config, netns: netns.clone() })
+            .attr("config", record.map(|r| r.config_sha256).unwrap_or_default())
+            .attr("state", state);
+    if let Some(ns) = netns {
+        r = r.attr("netns", ns);
+    }
+    r
 }
 
 fn walk(dir: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) -> io::Result<()> {

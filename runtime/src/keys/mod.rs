@@ -38,6 +38,7 @@ pub use self::expiry::{ExpiryNotice, Subject, WARNING_DAYS};
 use self::index::{CrlState, INDEX_VERSION, Index, RevokedSerial, Validity};
 pub use self::index::{PskRecord, Reason, Record};
 use self::pki::Job;
+pub use self::pki::SubjectName;
 pub use self::psk::{PSK_LEN, Psk};
 use self::store::{CA_CERT, CA_KEY, CRL, Commit, INDEX, Layout, TLS_CRYPT};
 pub use crate::state::keyset_dir;
@@ -438,6 +439,29 @@ impl Keyset {
             return Err(KeyError::KeyMismatch { key, cert });
         }
         Ok(key_pem)
+    }
+
+    /// A fresh API server certificate and key for `controller`'s agent, valid for `names`
+    /// (see [`pki::issue_api_server`]) from an hour ago until the controller's own certificate
+    /// expires, signed by this keyset's CA. Nothing is written. The key is a secret.
+    pub fn api_server_identity(
+        &self,
+        controller: &str,
+        names: &[SubjectName],
+        now: OffsetDateTime,
+    ) -> Result<(String, String)> {
+        let record =
+            self.identity(controller).ok_or_else(|| KeyError::UnknownIdentity { cn: controller.to_string() })?;
+        let not_before = normalize(now) - self.policy.backdate;
+        let not_after = record.not_after.min(self.index.ca.not_after);
+        pki::issue_api_server(
+            &self.issuer()?,
+            &self.index.topology,
+            &format!("{controller} API"),
+            names,
+            not_before,
+            not_after,
+        )
     }
 
     /// The tls-crypt static key. A secret: never print it.

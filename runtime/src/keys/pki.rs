@@ -89,6 +89,58 @@ pub fn issue(issuer: &Issuer<'_, KeyPair>, topology: &str, job: &Job) -> Result<
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// A name the API server certificate is valid for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubjectName {
+    Ip(std::net::IpAddr),
+    Dns(String),
+}
+
+/// The agent's API server certificate (serverAuth only), valid for `names` as subjectAltNames
+/// so that an ordinary verifying client (`curl --cacert ca.crt https://ADDR`) accepts it. It is
+/// never written to disk and is made again at every start and keyset reload, so it carries a
+/// random 128-bit serial, which cannot meet the index's 64-bit ones. A DNS name that is not
+/// valid IA5 text is left out rather than failing the whole certificate.
+pub fn issue_api_server(
+    issuer: &Issuer<'_, KeyPair>,
+    topology: &str,
+    cn: &str,
+    names: &[SubjectName],
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<(String, String), KeyError> {
+    let key = KeyPair::generate().map_err(KeyError::crypto(format!("generate a key for `{cn}`")))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.distinguished_name.push(DnType::OrganizationName, topology);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    for name in names {
+        let san = match name {
+            SubjectName::Ip(ip) => rcgen::SanType::IpAddress(*ip),
+            SubjectName::Dns(dns) => match rcgen::string::Ia5String::try_from(dns.as_str()) {
+                Ok(s) => rcgen::SanType::DnsName(s),
+                Err(_) => continue,
+            },
+        };
+        if !params.subject_alt_names.contains(&san) {
+            params.subject_alt_names.push(san);
+        }
+    }
+    let mut serial_bytes = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut serial_bytes).map_err(|_| KeyError::Random)?;
+    // Positive and of full length in DER.
+    serial_bytes[0] = (serial_bytes[0] & 0x7f) | 0x40;
+    params.serial_number = Some(SerialNumber::from_slice(&serial_bytes));
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, issuer).map_err(KeyError::crypto(format!("sign the certificate of `{cn}`")))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 /// Issues every job on up to `threads` threads; `sink` stores each result (and may fail).
 /// Results reach the sink in no particular order; errors stop the work and the first is returned.
 pub fn issue_all<F>(

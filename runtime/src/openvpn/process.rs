@@ -220,6 +220,65 @@ pub fn status(pidfile: &Path) -> io::Result<Option<ProcessRecord>> {
     Ok(is_running(&record).then_some(record))
 }
 
+/// What a pid file says, checked against /proc.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inspection {
+    /// Our OpenVPN runs, in the network namespace its record names.
+    Running(ProcessRecord),
+    /// Our OpenVPN runs, but in another network namespace than the one it belongs to (its
+    /// namespace was deleted and made again under it, say): it serves nobody.
+    Elsewhere(ProcessRecord),
+    /// The file names no OpenVPN of ours: the pid is gone, a zombie, started at another time
+    /// or another program, or the file does not parse. Why, in words.
+    Stale(String),
+}
+
+/// Inspects `pidfile`: `None` when there is none. [`status`] only asks whether the process is
+/// ours (to stop it); this also asks whether it is where it belongs, which is what observing
+/// the host needs (issue 12, item 6): an engine left in a deleted namespace, or a pid file left
+/// by an apply killed while stopping engines, must show as drift, not as "running".
+/// `here` is the inode of the namespace a unit without a namespace belongs to (the caller's).
+pub fn inspect(pidfile: &Path, here: u64) -> io::Result<Option<Inspection>> {
+    let text = match fs::read_to_string(pidfile) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("pid file {}: {e}", pidfile.display()))),
+    };
+    let Ok(record) = serde_json::from_str::<ProcessRecord>(&text) else {
+        return Ok(Some(Inspection::Stale("the pid file does not parse".into())));
+    };
+    if let Some(why) = not_ours(&record) {
+        return Ok(Some(Inspection::Stale(why)));
+    }
+    let belongs = match &record.netns {
+        Some(ns) => crate::netns::inode(ns).ok(),
+        None => Some(here),
+    };
+    // The process may exit between the checks: then it is stale, not elsewhere.
+    let Ok(actual) = crate::netns::process_inode(record.pid) else {
+        return Ok(Some(Inspection::Stale(format!("pid {} has exited", record.pid))));
+    };
+    Ok(Some(if belongs == Some(actual) { Inspection::Running(record) } else { Inspection::Elsewhere(record) }))
+}
+
+/// Why `record` names no running OpenVPN of ours, or `None` when it does.
+fn not_ours(record: &ProcessRecord) -> Option<String> {
+    if record.pid == 0 || libc::pid_t::try_from(record.pid).is_err() {
+        return Some(format!("pid {} is not a process id", record.pid));
+    }
+    let Some(stat) = proc_stat(record.pid) else { return Some(format!("pid {} is gone", record.pid)) };
+    if matches!(stat.state, 'Z' | 'X') {
+        return Some(format!("pid {} has exited", record.pid));
+    }
+    if stat.start_time != record.start_time {
+        return Some(format!("pid {} is another process now (started at another time)", record.pid));
+    }
+    if !is_openvpn(record.pid) {
+        return Some(format!("pid {} is not openvpn", record.pid));
+    }
+    None
+}
+
 /// Stops the process of `pidfile`: SIGTERM, up to 5 s for it to exit, then SIGKILL. Removes the
 /// pid file (also a stale one). False if nothing was running.
 pub fn stop(pidfile: &Path) -> io::Result<bool> {
@@ -345,13 +404,8 @@ fn proc_stat(pid: u32) -> Option<Stat> {
 }
 
 fn is_running(record: &ProcessRecord) -> bool {
-    // Never 0 or beyond pid_t: kill(2) would read those as process groups.
-    if record.pid == 0 || libc::pid_t::try_from(record.pid).is_err() {
-        return false;
-    }
-    let alive =
-        proc_stat(record.pid).is_some_and(|s| s.start_time == record.start_time && !matches!(s.state, 'Z' | 'X'));
-    alive && is_openvpn(record.pid)
+    // Never 0 or beyond pid_t (kill(2) would read those as process groups): `not_ours` says so.
+    not_ours(record).is_none()
 }
 
 /// Whether the program of `pid` (argv[0] in /proc/<pid>/cmdline) is `openvpn`.
