@@ -299,6 +299,9 @@ enum KeysAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Agent { .. }) {
+        restore_default_sigpipe();
+    }
     let result = match cli.command {
         Command::Check { files, format, deny_warnings, state } => {
             commands::check::run(&files, format, deny_warnings, &state.dir())
@@ -367,5 +370,15 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// A CLI whose reader went away (`meshwork codes | head -1`) ends quietly, as `ls` and `grep` do,
+/// instead of panicking on the next print: the default SIGPIPE action, which Rust's runtime
+/// replaces with "ignore". Not for the agent, a long-lived server whose sockets must never kill it.
+fn restore_default_sigpipe() {
+    // SAFETY: signal(2) with a valid signal number and the default action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

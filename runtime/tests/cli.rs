@@ -260,3 +260,21 @@ fn check_with_a_keyset_shows_its_ca_and_expiry() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("ca.key"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    // `meshwork codes | head -1`: the pipe's read end is closed before meshwork writes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshwork"))
+        .arg("codes")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run meshwork");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {err}", out.status);
+}
