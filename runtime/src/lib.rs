@@ -7,6 +7,7 @@ pub mod bench_support;
 pub mod bench_topology;
 pub mod bundle;
 pub mod clientpack;
+pub mod daemon;
 pub mod host;
 pub mod keys;
 pub mod lab;

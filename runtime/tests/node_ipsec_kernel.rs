@@ -18,11 +18,13 @@ mod support;
 use std::fs;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
+use meshwork::daemon;
 use meshwork::netlink::Netlink;
+use meshwork::node::strongswan;
 use meshwork_compiler::emit::node::network::{NodeNetwork, from_json};
 use meshwork_compiler::source::SourceFile;
 use support::{Lab, kernel_tests_possible, ping, ping_df, run, tcp_reaches, tcp_server, wait_until};
@@ -42,29 +44,6 @@ fn ip_n(ns: &str, args: &[&str]) {
     let mut full = vec!["-n", ns];
     full.extend_from_slice(args);
     run("ip", &full);
-}
-
-fn charon_ready(ns: &str, dir: &Path) -> bool {
-    dir.join("charon.vici").exists()
-        && Command::new("ip")
-            .args(["netns", "exec", ns, "swanctl", "--stats", "--uri", "unix://charon.vici"])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-}
-
-fn swanctl(ns: &str, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "swanctl"])
-        .args(args)
-        .args(["--uri", "unix://charon.vici"])
-        .current_dir(dir)
-        .output()
-        .expect("run swanctl");
-    assert!(out.status.success(), "swanctl {args:?} in {ns}: {}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The counter of the rule with `comment` in `ns`'s table `inet mwtest`.
@@ -157,60 +136,25 @@ fn two_nodes_in_two_pdcs_carry_vm_traffic_over_ipsec_only() {
             // Twice: applying converges.
             meshwork::node::dataplane::apply(&nl, &node.net).await.unwrap();
         });
-        let log = node.dir.join("charon.log");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &node.ns, "charon-systemd"])
-            .env("STRONGSWAN_CONF", node.dir.join("strongswan-userspace.conf"))
-            .current_dir(&node.dir)
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&log).unwrap())
-            .stderr(fs::File::create(node.dir.join("charon.err")).unwrap());
-        lab.spawn(&format!("charon {}", node.name), &mut cmd, Some(log));
-        lab.show_log_on_failure(node.dir.join("charon.err"));
+        // charon, supervised like the OpenVPN processes (pid file, log, killed by pid at the end).
+        let unit = strongswan::unit(&node.dir, "strongswan-userspace.conf", Some(&node.ns));
+        let record = daemon::start(&unit, "test").unwrap_or_else(|e| panic!("charon of {}: {e}", node.name));
+        lab.kill_on_drop(record.pid);
+        lab.show_log_on_failure(unit.log.clone());
     }
-    // The responder (cn-3; the pair's lower name initiates) first: an initiator whose first IKE_SA_INIT meets a peer without its
-    // configuration does not try again by itself.
+    // The responder (cn-3; the pair's lower name initiates) first: an initiator whose first
+    // IKE_SA_INIT meets a peer without its configuration does not try again by itself.
     for node in nodes.iter().rev() {
-        wait_until(&format!("charon of {}", node.name), Duration::from_secs(20), || {
-            charon_ready(&node.ns, &node.dir).then_some(())
-        });
-        swanctl(&node.ns, &node.dir, &["--load-all", "--file", "swanctl.conf"]);
+        strongswan::load(&node.dir, Some(&node.ns)).unwrap_or_else(|e| panic!("load {}: {e}", node.name));
     }
     // cn-2 is the pair's initiator (start_action = start); the child's selectors are the VTEPs.
-    let vtep = |n: &Node| n.net.vtep.expect("a VTEP");
-    let (local_ts, remote_ts) = (format!("local  {}/32", vtep(&nodes[0])), format!("remote {}/32", vtep(&nodes[1])));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let sas = swanctl(&nodes[0].ns, &nodes[0].dir, &["--list-sas", "--ike", "peer-cn-3"]);
-        if sas.contains("INSTALLED") && sas.contains(&local_ts) && sas.contains(&remote_ts) {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            // Why: an explicit initiation prints the exchange.
-            let why = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &nodes[0].ns,
-                    "swanctl",
-                    "--initiate",
-                    "--child",
-                    "peer-cn-3",
-                    "--timeout",
-                    "10",
-                ])
-                .args(["--uri", "unix://charon.vici"])
-                .current_dir(&nodes[0].dir)
-                .output()
-                .expect("swanctl");
-            panic!(
-                "no CHILD_SA between cn-2 and cn-3 after 30 s; SAs: {sas}\ninitiate: {}{}",
-                String::from_utf8_lossy(&why.stdout),
-                String::from_utf8_lossy(&why.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let vtep = |n: &Node| format!("{}/32", n.net.vtep.expect("a VTEP"));
+    let want =
+        strongswan::InstalledChild { name: "peer-cn-3".into(), local_ts: vtep(&nodes[0]), remote_ts: vtep(&nodes[1]) };
+    wait_until("the CHILD_SA between cn-2 and cn-3", Duration::from_secs(30), || {
+        let children = strongswan::installed_children(&nodes[0].dir, Some(&nodes[0].ns)).expect("swanctl --list-sas");
+        children.contains(&want).then_some(())
+    });
 
     // The VMs of overlay tenant-b: b-web on cn-2, b-db on cn-3.
     let mut vms = Vec::new();
@@ -247,4 +191,14 @@ fn two_nodes_in_two_pdcs_carry_vm_traffic_over_ipsec_only() {
     assert!(esp >= 10, "only {esp} ESP-in-UDP packets crossed the internet");
     assert_eq!(plaintext, 0, "{plaintext} plaintext VXLAN packets crossed the internet");
     eprintln!("on the internet link: {esp} ESP-in-UDP packets, {plaintext} plaintext VXLAN packets");
+
+    // charon is recognised as ours by its pid file, and stops.
+    for node in &nodes {
+        let pidfile = strongswan::unit(&node.dir, "strongswan-userspace.conf", Some(&node.ns)).pidfile;
+        let record =
+            daemon::status(&pidfile).unwrap().unwrap_or_else(|| panic!("charon of {} is not running", node.name));
+        assert_eq!(record.program, daemon::Program::Charon);
+        assert!(daemon::stop(&pidfile).unwrap(), "charon of {} was not stopped", node.name);
+        assert!(!pidfile.exists());
+    }
 }

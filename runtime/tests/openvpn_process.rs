@@ -1,4 +1,4 @@
-//! `meshwork::openvpn::process` and `::management` with a real OpenVPN 2.6:
+//! `meshwork::daemon` and `::management` with a real OpenVPN 2.6:
 //!
 //! - a unit starts detached (own session, stdin /dev/null, output in its log) inside the named
 //!   network namespace it asks for, its pid file records it, `status` sees it, `stop` ends it;
@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use meshwork::daemon::{self as process, ProcessRecord, Unit};
 use meshwork::openvpn::management::{self, ConnectedClient};
-use meshwork::openvpn::process::{self, ProcessRecord, Unit};
 use sha2::{Digest, Sha256};
 
 mod support;
@@ -89,7 +89,13 @@ fn stale_pid_files_are_not_running() {
     let Some(lab) = Lab::new("stale") else { return };
     let me = std::process::id();
     let my_start: u64 = stat_field(me, 22).parse().unwrap();
-    let record = |pid, start_time| ProcessRecord { pid, start_time, config_sha256: "x".into(), netns: None };
+    let record = |pid, start_time| ProcessRecord {
+        pid,
+        start_time,
+        config_sha256: "x".into(),
+        netns: None,
+        program: process::Program::Openvpn,
+    };
     let cases = [
         ("our own pid, another start time", Some(record(me, my_start + 1))),
         ("our own pid and start time, but not openvpn", Some(record(me, my_start))),
@@ -236,6 +242,7 @@ impl Lab {
     /// A unit run from the scratch directory, its pid file and log in `run/` and `log/`.
     fn unit(&self, name: &str, config: &str, netns: Option<&str>) -> Unit {
         Unit {
+            program: process::Program::Openvpn,
             name: name.into(),
             dir: self.dir.clone(),
             config: config.into(),

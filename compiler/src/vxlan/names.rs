@@ -41,7 +41,9 @@ pub fn ike_id(node: &str) -> String {
     format!("@{node}")
 }
 
-/// The vici socket, relative to charon's working directory (the node's state directory).
+/// charon's vici socket file, relative to its working directory (the node's directory).
+pub const VICI_FILE: &str = "charon.vici";
+/// The same socket as strongSwan's URI (`vici { socket = … }`, `swanctl --uri …`).
 pub const VICI_SOCKET: &str = "unix://charon.vici";
 
 /// A pair of nodes in different PDCs, names in order: one PSK, one IKE connection each way.
@@ -102,6 +104,11 @@ mod tests {
         assert_ne!(ike_connection("a.b"), ike_connection("a_b"));
         assert_ne!(ike_connection("a_d"), ike_connection("a.d"));
         assert!(!ike_connection("x.y.z").contains('.'));
+    }
+
+    #[test]
+    fn the_vici_uri_names_the_vici_file() {
+        assert_eq!(VICI_SOCKET, format!("unix://{VICI_FILE}"));
     }
 
     #[test]

@@ -14,8 +14,8 @@ use super::layout::Layout;
 use super::observe::Observed;
 use super::plan::{Action, Change, Plan};
 use super::resource::{Kind, ResourceId, Spec};
+use crate::daemon::{self, Unit};
 use crate::netlink::Netlink;
-use crate::openvpn::process::{self, Unit};
 use crate::{netns, nft};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +96,7 @@ impl<'a> Executor<'a> {
         std::thread::scope(|s| {
             for pidfile in &stopping {
                 s.spawn(move || {
-                    let _ = process::stop(pidfile);
+                    let _ = daemon::stop(pidfile);
                 });
             }
         });
@@ -181,9 +181,9 @@ impl<'a> Executor<'a> {
                     .unwrap_or_default();
                 let unit = self.unit(unit, config, ns.clone())?;
                 if update {
-                    process::stop(&unit.pidfile)?;
+                    daemon::stop(&unit.pidfile)?;
                 }
-                process::start(&unit, &sha).map(|_| ())
+                daemon::start(&unit, &sha).map(|_| ())
             }
         }
     }
@@ -217,7 +217,7 @@ impl<'a> Executor<'a> {
                 }
             }
             Spec::Nftables => nft::delete_table().map(|_| ()).map_err(io::Error::other),
-            Spec::Process { unit, .. } => process::stop(&self.layout.pidfile(unit)).map(|_| ()),
+            Spec::Process { unit, .. } => daemon::stop(&self.layout.pidfile(unit)).map(|_| ()),
         }
     }
 
@@ -225,6 +225,7 @@ impl<'a> Executor<'a> {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(self.layout.run())?;
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(self.layout.logs())?;
         Ok(Unit {
+            program: daemon::Program::Openvpn,
             name: name.to_string(),
             dir: self.layout.openvpn(),
             config: config.to_string(),

@@ -16,9 +16,9 @@ use super::desired::{self, NFT_TABLE};
 use super::layout::Layout;
 use super::resource::{Kind, Resource, ResourceMap, Spec, by_id};
 use super::{ENGINE_LINK, ENGINE_TABLE, ROUTE_PROTO_AGENT, ROUTE_PROTO_STATIC};
+use crate::daemon::Inspection;
 use crate::netlink::{Netlink, RouteInfo};
-use crate::openvpn::process::Inspection;
-use crate::{netns, nft, openvpn};
+use crate::{netns, nft};
 
 /// Files larger than this are compared by digest only (no line diff in plans).
 const MAX_DIFF_FILE: u64 = 64 * 1024;
@@ -199,7 +199,7 @@ pub async fn observe(
         pidfiles.sort();
         for pidfile in pidfiles.into_iter().filter(|p| p.extension().is_some_and(|e| e == "pid")) {
             let Some(unit) = pidfile.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
-            if let Some(found) = openvpn::process::inspect(&pidfile, here)? {
+            if let Some(found) = crate::daemon::inspect(&pidfile, here)? {
                 out.push(process_resource(&unit, found));
             }
         }

@@ -18,7 +18,7 @@ use super::layout::{self, LabHost};
 use super::{Lab, Record, locations, routed_everywhere, world};
 use crate::agent;
 use crate::clientpack::{self, PackOptions};
-use crate::openvpn::process::{self, Unit};
+use crate::daemon::{self, Unit};
 
 /// How long `lab up` waits for every client to connect and be routed everywhere.
 pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -177,6 +177,7 @@ fn start_agent(lab: &Lab, record: &Record, c: &LabHost) -> Result<(), String> {
 fn client_unit(lab: &Lab, c: &LabHost) -> Unit {
     let dir = lab.client_dir(&c.name);
     Unit {
+        program: daemon::Program::Openvpn,
         name: c.name.clone(),
         config: format!("{}.ovpn", c.name),
         netns: Some(c.netns.clone()),
@@ -197,7 +198,7 @@ fn start_client(lab: &Lab, net: &Network, c: &LabHost) -> Result<(), String> {
     crate::private_file::replace(&unit.dir.join(&unit.config), pack.as_bytes())
         .map_err(|e| format!("cannot write the pack of {}: {e}", c.name))?;
     let digest = crate::host::desired::digest(pack.as_bytes());
-    process::start(&unit, &digest).map_err(|e| format!("cannot start the OpenVPN client {}: {e}", c.name))?;
+    daemon::start(&unit, &digest).map_err(|e| format!("cannot start the OpenVPN client {}: {e}", c.name))?;
     Ok(())
 }
 
@@ -223,7 +224,7 @@ pub fn sync(
     let added: Vec<LabHost> = wanted.clients.iter().filter(|c| !record.layout.clients.contains(c)).cloned().collect();
     for c in &removed {
         progress(&format!("client {} leaves", c.name));
-        process::stop(&client_unit(lab, c).pidfile).map_err(|e| format!("client {}: {e}", c.name))?;
+        daemon::stop(&client_unit(lab, c).pidfile).map_err(|e| format!("client {}: {e}", c.name))?;
         let problems = world::remove_client(&record.layout, c);
         if !problems.is_empty() {
             return Err(problems.join("; "));
@@ -321,7 +322,7 @@ pub fn down(lab: &Lab, progress: Progress) -> Vec<String> {
     let mut problems = Vec::new();
     progress("stopping clients");
     for c in &record.layout.clients {
-        if let Err(e) = process::stop(&client_unit(lab, c).pidfile) {
+        if let Err(e) = daemon::stop(&client_unit(lab, c).pidfile) {
             problems.push(format!("client {}: {e}", c.name));
         }
     }
@@ -398,7 +399,7 @@ pub fn kill(lab: &Lab, controller: &str) -> Result<Vec<String>, String> {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "pid")
-                && let Ok(Some(p)) = process::status(&path)
+                && let Ok(Some(p)) = daemon::status(&path)
             {
                 // SAFETY: kill(2) on a pid whose start time the pid file checks.
                 unsafe { libc::kill(p.pid as i32, libc::SIGKILL) };

@@ -1,5 +1,6 @@
-//! Compute nodes (DESIGN §9): making a host's (or a namespace's) network what its compiled
-//! `network.json` says. The rest of a node (strongSwan, the nft table, plan/apply/agent) comes
-//! with the host-model reshape of issue 11.
+//! Compute nodes (DESIGN §9): a host's (or a namespace's) VXLAN data plane made what its
+//! compiled `network.json` says, and strongSwan run and loaded from its `swanctl.conf`. Plan,
+//! apply and the agent for nodes come with the host-model reshape of issue 11.
 
 pub mod dataplane;
+pub mod strongswan;

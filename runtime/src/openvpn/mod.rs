@@ -1,4 +1,3 @@
-//! OpenVPN processes meshwork runs and their management interfaces.
+//! OpenVPN management interfaces (the processes are `crate::daemon`s).
 
 pub mod management;
-pub mod process;

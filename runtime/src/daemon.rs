@@ -1,6 +1,8 @@
-//! OpenVPN processes that outlive the CLI that starts them.
+//! The daemons meshwork runs (OpenVPN servers and clients, strongSwan's charon) as processes
+//! that outlive the CLI that starts them.
 //!
-//! A unit is started as `openvpn --cd DIR --config CONFIG`, detached: a session of its own
+//! A unit is started as its [`Program`] says (`openvpn --cd DIR --config CONFIG`;
+//! `charon-systemd` with `STRONGSWAN_CONF=DIR/CONFIG` in `DIR`), detached: a session of its own
 //! (setsid, so the terminal's hang-up and Ctrl-C never reach it), stdin `/dev/null`, stdout and
 //! stderr appended to its log, and optionally inside a named network namespace. Its pid file is
 //! a JSON [`ProcessRecord`] (written whole: temporary file, then rename) that carries the
@@ -26,28 +28,78 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// The OpenVPN binary, found on `PATH`.
-const OPENVPN: &str = "openvpn";
 /// Where `ip netns` keeps its named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
 /// How long [`start`] watches for an immediate exit (a bad config, a missing key).
 const STARTUP_GRACE: Duration = Duration::from_secs(1);
-/// OpenVPN's line once it is up; [`start`] stops watching early when it sees it.
-const READY: &str = "Initialization Sequence Completed";
 /// How long [`stop`] waits after SIGTERM, and again after SIGKILL.
 const TERM_TIMEOUT: Duration = Duration::from_secs(5);
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many lines of the log an error quotes.
 const LOG_TAIL_LINES: usize = 20;
 
-/// One OpenVPN process meshwork runs.
+/// What a unit runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Program {
+    /// `openvpn --cd DIR --config CONFIG`.
+    #[default]
+    Openvpn,
+    /// strongSwan's IKE daemon without systemd: `charon-systemd`, reading `STRONGSWAN_CONF`, in
+    /// `DIR` (its vici socket and the files its configuration names are relative to it).
+    Charon,
+}
+
+impl Program {
+    /// The binary, found on `PATH`; also what `/proc/PID/cmdline` names.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Program::Openvpn => "openvpn",
+            Program::Charon => "charon-systemd",
+        }
+    }
+
+    /// The line its log shows once it is up; [`start`] stops watching early when it sees it.
+    fn ready_line(self) -> Option<&'static str> {
+        match self {
+            Program::Openvpn => Some("Initialization Sequence Completed"),
+            Program::Charon => None,
+        }
+    }
+
+    fn command(self, unit: &Unit) -> Command {
+        let mut cmd = Command::new(self.binary());
+        match self {
+            Program::Openvpn => {
+                cmd.arg("--cd").arg(&unit.dir).arg("--config").arg(&unit.config);
+            }
+            Program::Charon => {
+                cmd.env("STRONGSWAN_CONF", unit.dir.join(&unit.config)).current_dir(&unit.dir);
+            }
+        }
+        cmd
+    }
+
+    fn install_hint(self) -> &'static str {
+        match self {
+            Program::Openvpn => "openvpn is not installed (no `openvpn` on PATH)",
+            Program::Charon => {
+                "strongSwan is not installed (no `charon-systemd` on PATH; Debian: charon-systemd \
+                 strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins)"
+            }
+        }
+    }
+}
+
+/// One daemon process meshwork runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unit {
-    /// "server", "engine-1", "peer-west", ...
+    pub program: Program,
+    /// "server", "engine-1", "peer-west", "charon", ...
     pub name: String,
-    /// OpenVPN runs with `--cd dir`: paths in the config are relative to it.
+    /// The daemon's working directory: paths in its configuration are relative to it.
     pub dir: PathBuf,
-    /// The config file, relative to `dir` (e.g. "server.conf").
+    /// The config file, relative to `dir` (e.g. "server.conf", "strongswan.conf").
     pub config: String,
     /// A named network namespace (under /run/netns) to start it in; None for the current one.
     pub netns: Option<String>,
@@ -64,6 +116,9 @@ pub struct ProcessRecord {
     /// SHA-256 of the config the process was started with, as the caller gave it.
     pub config_sha256: String,
     pub netns: Option<String>,
+    /// What runs there (pid files written before there was a choice hold OpenVPN).
+    #[serde(default)]
+    pub program: Program,
 }
 
 /// Starts `unit` detached (see the module's documentation) and writes its pid file. Fails with
@@ -73,7 +128,13 @@ pub fn start(unit: &Unit, config_sha256: &str) -> io::Result<ProcessRecord> {
     if let Some(running) = status(&unit.pidfile)? {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
-            format!("openvpn {} already runs (pid {}, {})", unit.name, running.pid, unit.pidfile.display()),
+            format!(
+                "{} {} already runs (pid {}, {})",
+                unit.program.binary(),
+                unit.name,
+                running.pid,
+                unit.pidfile.display()
+            ),
         ));
     }
     // Opened before the fork: the child may only make async-signal-safe calls.
@@ -97,8 +158,7 @@ pub fn start(unit: &Unit, config_sha256: &str) -> io::Result<ProcessRecord> {
         .map_err(|e| io::Error::new(e.kind(), format!("log {}: {e}", unit.log.display())))?;
     let log_start = log.metadata()?.len();
 
-    let mut cmd = Command::new(OPENVPN);
-    cmd.arg("--cd").arg(&unit.dir).arg("--config").arg(&unit.config);
+    let mut cmd = unit.program.command(unit);
     cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     let netns_fd = netns.as_ref().map(AsRawFd::as_raw_fd);
     let hosts = hosts_override(unit)?;
@@ -122,8 +182,8 @@ pub fn start(unit: &Unit, config_sha256: &str) -> io::Result<ProcessRecord> {
         });
     }
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => io::Error::new(e.kind(), "openvpn is not installed (no `openvpn` on PATH)"),
-        _ => io::Error::new(e.kind(), format!("start openvpn {}: {e}", unit.name)),
+        io::ErrorKind::NotFound => io::Error::new(e.kind(), unit.program.install_hint()),
+        _ => io::Error::new(e.kind(), format!("start {} {}: {e}", unit.program.binary(), unit.name)),
     })?;
     drop(netns);
     let pid = child.id();
@@ -134,6 +194,7 @@ pub fn start(unit: &Unit, config_sha256: &str) -> io::Result<ProcessRecord> {
             start_time: stat.start_time,
             config_sha256: config_sha256.to_string(),
             netns: unit.netns.clone(),
+            program: unit.program,
         },
         None => {
             let status = child.wait()?;
@@ -149,7 +210,7 @@ pub fn start(unit: &Unit, config_sha256: &str) -> io::Result<ProcessRecord> {
     }
 
     let (exited, exit) = mpsc::channel();
-    std::thread::Builder::new().name(format!("reap-openvpn-{pid}")).spawn(move || {
+    std::thread::Builder::new().name(format!("reap-{pid}")).spawn(move || {
         let _ = exited.send(child.wait());
     })?;
 
@@ -163,7 +224,8 @@ pub fn start(unit: &Unit, config_sha256: &str) -> io::Result<ProcessRecord> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if Instant::now() >= deadline || log_since(&unit.log, log_start).contains(READY) {
+        let ready = unit.program.ready_line().is_some_and(|line| log_since(&unit.log, log_start).contains(line));
+        if Instant::now() >= deadline || ready {
             break;
         }
     }
@@ -261,7 +323,7 @@ pub fn inspect(pidfile: &Path, here: u64) -> io::Result<Option<Inspection>> {
     Ok(Some(if belongs == Some(actual) { Inspection::Running(record) } else { Inspection::Elsewhere(record) }))
 }
 
-/// Why `record` names no running OpenVPN of ours, or `None` when it does.
+/// Why `record` names no running daemon of ours, or `None` when it does.
 fn not_ours(record: &ProcessRecord) -> Option<String> {
     if record.pid == 0 || libc::pid_t::try_from(record.pid).is_err() {
         return Some(format!("pid {} is not a process id", record.pid));
@@ -273,8 +335,8 @@ fn not_ours(record: &ProcessRecord) -> Option<String> {
     if stat.start_time != record.start_time {
         return Some(format!("pid {} is another process now (started at another time)", record.pid));
     }
-    if !is_openvpn(record.pid) {
-        return Some(format!("pid {} is not openvpn", record.pid));
+    if !runs(record.pid, record.program) {
+        return Some(format!("pid {} is not {}", record.pid, record.program.binary()));
     }
     None
 }
@@ -408,11 +470,11 @@ fn is_running(record: &ProcessRecord) -> bool {
     not_ours(record).is_none()
 }
 
-/// Whether the program of `pid` (argv[0] in /proc/<pid>/cmdline) is `openvpn`.
-fn is_openvpn(pid: u32) -> bool {
+/// Whether the program of `pid` (argv[0] in /proc/<pid>/cmdline) is `program`'s.
+fn runs(pid: u32, program: Program) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
-    argv0.rsplit(|&b| b == b'/').next() == Some(OPENVPN.as_bytes())
+    argv0.rsplit(|&b| b == b'/').next() == Some(program.binary().as_bytes())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -441,7 +503,8 @@ fn exited_at_once(unit: &Unit, status: ExitStatus, log_start: u64) -> io::Error 
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
     io::Error::other(format!(
-        "openvpn {} exited at once ({status}); the end of its log {}:\n{}",
+        "{} {} exited at once ({status}); the end of its log {}:\n{}",
+        unit.program.binary(),
         unit.name,
         unit.log.display(),
         if tail.is_empty() { "(empty)" } else { &tail }
@@ -458,16 +521,30 @@ mod tests {
         let stat = proc_stat(me).expect("our own /proc/<pid>/stat");
         assert!(stat.start_time > 0);
         assert!(matches!(stat.state, 'R' | 'S'));
-        assert!(!is_openvpn(me));
-        let record = ProcessRecord { pid: me, start_time: stat.start_time, config_sha256: String::new(), netns: None };
+        assert!(!runs(me, Program::Openvpn));
+        let record = ProcessRecord {
+            pid: me,
+            start_time: stat.start_time,
+            config_sha256: String::new(),
+            netns: None,
+            program: Program::Openvpn,
+        };
         assert!(!is_running(&record), "alive with the right start time, but not openvpn");
     }
 
     #[test]
     fn a_record_round_trips_through_json() {
-        let r =
-            ProcessRecord { pid: 42, start_time: 123456, config_sha256: "ab".repeat(32), netns: Some("mw-e1".into()) };
+        let r = ProcessRecord {
+            pid: 42,
+            start_time: 123456,
+            config_sha256: "ab".repeat(32),
+            netns: Some("mw-e1".into()),
+            program: Program::Charon,
+        };
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<ProcessRecord>(&text).unwrap(), r);
+        // Pid files written before there was a choice of program are OpenVPN's.
+        let old = r#"{"pid":42,"start_time":1,"config_sha256":"x","netns":null}"#;
+        assert_eq!(serde_json::from_str::<ProcessRecord>(old).unwrap().program, Program::Openvpn);
     }
 }
