@@ -90,6 +90,10 @@ fn two_nodes_in_two_pdcs_carry_vm_traffic_over_ipsec_only() {
     let out = support::meshwork(&["keys", "init", EXAMPLE, "--state-dir", state.to_str().unwrap()]);
     assert!(out.status.success(), "keys init: {}", String::from_utf8_lossy(&out.stderr));
     let psk_file = "cn-2+cn-3.psk";
+    let keyset = meshwork::keys::Keyset::open(&state).expect("the keyset");
+    let network = meshwork_compiler::analyze(SourceFile::new("two-pdc.kdl", fs::read_to_string(EXAMPLE).unwrap()))
+        .network
+        .expect("two-pdc validates");
 
     // The internet: routes between the PDCs' external networks and counts what crosses.
     let inet = lab.netns("vxi");
@@ -97,14 +101,25 @@ fn two_nodes_in_two_pdcs_carry_vm_traffic_over_ipsec_only() {
     for (name, gateway) in [("cn-2", "198.18.0.1"), ("cn-3", "198.18.1.1")] {
         let ns = lab.netns(&format!("vx{}", &name[3..]));
         let dir = lab.path(name);
-        fs::create_dir_all(dir.join("keys/psk")).unwrap();
+        fs::create_dir_all(&dir).unwrap();
         for file in ["swanctl.conf", "strongswan-userspace.conf", "nftables.json"] {
             let content = artifacts.get(&format!("nodes/{name}/{file}")).unwrap_or_else(|| panic!("no {file}"));
             fs::write(dir.join(file), content).unwrap();
         }
-        let psk = dir.join("keys/psk").join(psk_file);
-        fs::copy(state.join("keyset/psk").join(psk_file), &psk).unwrap();
-        fs::set_permissions(&psk, fs::Permissions::from_mode(0o600)).unwrap();
+        // The node's pair keys from the keyset; a key of a pair that is gone is removed.
+        let stray = strongswan::psk_dir(&dir).join("cn-2+cn-9.psk");
+        fs::create_dir_all(strongswan::psk_dir(&dir)).unwrap();
+        fs::write(&stray, "secret = 0x00\n").unwrap();
+        let node = network.vxlan.node(name).expect("node in the network");
+        let installed = meshwork::node::keys::install(&keyset, &network.vxlan, node, &dir).expect("install keys");
+        let expected: Vec<String> = network.vxlan.ipsec_peers(node).map(|(p, _)| p.psk_file()).collect();
+        assert_eq!(installed, expected);
+        assert!(installed.contains(&psk_file.to_string()), "{installed:?}");
+        assert!(!stray.exists(), "a key of a pair that is gone stays");
+        for file in &installed {
+            let mode = fs::metadata(strongswan::psk_dir(&dir).join(file)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}");
+        }
         let net = from_json(artifacts.get(&format!("nodes/{name}/network.json")).unwrap()).unwrap();
         let external = net.external.as_ref().unwrap().address.clone();
         let outside = format!("mwt-o{}", &name[3..]);

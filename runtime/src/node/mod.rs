@@ -3,4 +3,5 @@
 //! apply and the agent for nodes come with the host-model reshape of issue 11.
 
 pub mod dataplane;
+pub mod keys;
 pub mod strongswan;
