@@ -207,6 +207,47 @@ fn two_nodes_in_two_pdcs_carry_vm_traffic_over_ipsec_only() {
     assert_eq!(plaintext, 0, "{plaintext} plaintext VXLAN packets crossed the internet");
     eprintln!("on the internet link: {esp} ESP-in-UDP packets, {plaintext} plaintext VXLAN packets");
 
+    // A pre-shared key rotated under a running ping: the pair gets a new key, both nodes load
+    // it, the initiator re-authenticates (make-before-break), and not one echo is lost.
+    let before = strongswan::established_ike_sas(&nodes[0].dir, Some(&nodes[0].ns)).unwrap();
+    let old_key = fs::read(strongswan::psk_dir(&nodes[0].dir).join(psk_file)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pinger = {
+        let (stop, vm, dst) = (stop.clone(), web.0.clone(), db.1);
+        std::thread::spawn(move || {
+            let (mut sent, mut answered) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sent += 1;
+                answered += u32::from(ping(&vm, dst, 1, Duration::from_millis(500)));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (sent, answered)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let out =
+        support::meshwork(&["keys", "rotate-psk", EXAMPLE, "cn-2", "cn-3", "--state-dir", state.to_str().unwrap()]);
+    assert!(out.status.success(), "rotate-psk: {}", String::from_utf8_lossy(&out.stderr));
+    let keyset = meshwork::keys::Keyset::open(&state).expect("the keyset");
+    for node in &nodes {
+        let n = network.vxlan.node(node.name).unwrap();
+        meshwork::node::keys::install(&keyset, &network.vxlan, n, &node.dir).expect("install keys");
+        strongswan::reload_secrets(&node.dir, Some(&node.ns)).expect("load-creds");
+    }
+    assert_ne!(fs::read(strongswan::psk_dir(&nodes[0].dir).join(psk_file)).unwrap(), old_key, "the key did not change");
+    strongswan::reauthenticate(&nodes[0].dir, Some(&nodes[0].ns), "peer-cn-3").expect("reauth");
+    wait_until("an IKE SA authenticated with the new key", Duration::from_secs(20), || {
+        let now = strongswan::established_ike_sas(&nodes[0].dir, Some(&nodes[0].ns)).unwrap();
+        let children = strongswan::installed_children(&nodes[0].dir, Some(&nodes[0].ns)).unwrap();
+        (now.iter().any(|sa| sa.0 == "peer-cn-3" && !before.contains(sa)) && children.contains(&want)).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, answered) = pinger.join().expect("pinger");
+    eprintln!("PSK rotation under ping: {sent} echoes, {} lost", sent - answered);
+    assert!(sent >= 20, "only {sent} echoes sent");
+    assert_eq!(answered, sent, "echoes were lost while the key rotated");
+
     // charon is recognised as ours by its pid file, and stops.
     for node in &nodes {
         let pidfile = strongswan::unit(&node.dir, "strongswan-userspace.conf", Some(&node.ns)).pidfile;

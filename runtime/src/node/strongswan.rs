@@ -72,6 +72,35 @@ pub fn load(dir: &Path, netns: Option<&str>) -> io::Result<()> {
     swanctl(dir, netns, &["--load-all", "--file", SWANCTL_CONF]).map(|_| ())
 }
 
+/// Loads the secrets again (the pair keys beside `swanctl.conf`, after a rotation); the SAs that
+/// run keep running.
+pub fn reload_secrets(dir: &Path, netns: Option<&str>) -> io::Result<()> {
+    swanctl(dir, netns, &["--load-creds", "--file", SWANCTL_CONF]).map(|_| ())
+}
+
+/// Re-authenticates the IKE SA of `connection` (with `make_before_break`, the new SAs are up
+/// before the old ones go): what makes a rotated key the one in use.
+pub fn reauthenticate(dir: &Path, netns: Option<&str>, connection: &str) -> io::Result<()> {
+    swanctl(dir, netns, &["--rekey", "--ike", connection, "--reauth"]).map(|_| ())
+}
+
+/// The established IKE SAs: (connection, unique id).
+pub fn established_ike_sas(dir: &Path, netns: Option<&str>) -> io::Result<Vec<(String, u32)>> {
+    Ok(parse_ike_sas(&swanctl(dir, netns, &["--list-sas"])?))
+}
+
+/// Top-level lines of `swanctl --list-sas`: `NAME: #ID, ESTABLISHED, IKEv2, …`.
+fn parse_ike_sas(text: &str) -> Vec<(String, u32)> {
+    text.lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(": #")?;
+            let (id, rest) = rest.split_once(", ")?;
+            rest.starts_with("ESTABLISHED").then(|| Some((name.to_string(), id.parse().ok()?)))?
+        })
+        .collect()
+}
+
 /// A child SA that is installed, as `swanctl --list-sas` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstalledChild {
@@ -153,5 +182,10 @@ peer-cn-4: #2, CONNECTING, IKEv2, 0a77_i* 0000_r
             }]
         );
         assert!(parse_children("").is_empty());
+    }
+
+    #[test]
+    fn established_ike_sas_are_read_with_their_ids() {
+        assert_eq!(parse_ike_sas(LIST_SAS), vec![("peer-cn-3".to_string(), 1)]);
     }
 }

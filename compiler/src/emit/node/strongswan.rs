@@ -97,6 +97,9 @@ fn conf(node: &NodeNet, datapath: Datapath) -> String {
          charon-systemd {{\n\
          \x20   load_modular = yes\n\
          \x20   install_routes = yes\n\
+         \x20   # A re-authentication (after a pre-shared key rotation) builds the new SAs before it\n\
+         \x20   # deletes the old ones, so traffic does not stop.\n\
+         \x20   make_before_break = yes\n\
          \x20   plugins {{\n\
          \x20       include /etc/strongswan.d/charon/*.conf\n\
          \x20       vici {{\n\
