@@ -46,10 +46,10 @@ fn ip_n(ns: &str, args: &[&str]) {
     run("ip", &full);
 }
 
-/// The counter of the rule with `comment` in `ns`'s table `inet mwtest`.
-fn counter(ns: &str, comment: &str) -> u64 {
+/// The counter of the rule with `comment` in `ns`'s table `inet TABLE`.
+fn counter(ns: &str, table: &str, comment: &str) -> u64 {
     let out = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-j", "list", "table", "inet", "mwtest"])
+        .args(["netns", "exec", ns, "nft", "-j", "list", "table", "inet", table])
         .output()
         .expect("nft");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j");
@@ -201,8 +201,8 @@ fn two_nodes_in_two_pdcs_carry_vm_traffic_over_ipsec_only() {
     assert_eq!(ping_df(&web.0, db.1, 1, Duration::from_millis(500), mtu + 1), 0, "a DF packet of {} bytes", mtu + 1);
 
     // The wire between the PDCs: ESP in UDP only, not one plaintext VXLAN packet.
-    let esp = counter(&inet, "esp-in-udp");
-    let plaintext = counter(&inet, "plaintext");
+    let esp = counter(&inet, "mwtest", "esp-in-udp");
+    let plaintext = counter(&inet, "mwtest", "plaintext");
     assert!(esp >= 10, "only {esp} ESP-in-UDP packets crossed the internet");
     assert_eq!(plaintext, 0, "{plaintext} plaintext VXLAN packets crossed the internet");
     eprintln!("on the internet link: {esp} ESP-in-UDP packets, {plaintext} plaintext VXLAN packets");
@@ -247,6 +247,31 @@ fn two_nodes_in_two_pdcs_carry_vm_traffic_over_ipsec_only() {
     eprintln!("PSK rotation under ping: {sent} echoes, {} lost", sent - answered);
     assert!(sent >= 20, "only {sent} echoes sent");
     assert_eq!(answered, sent, "echoes were lost while the key rotated");
+
+    // Fault drill: cn-3's IPsec goes away. Traffic to it stops, and what cn-2 would now route in
+    // clear is dropped by its own table: not one plaintext VXLAN packet reaches the internet.
+    // Started again, charon takes the pair's traffic back (cn-2 keeps initiating).
+    let cn3_unit = strongswan::unit(&nodes[1].dir, "strongswan-userspace.conf", Some(&nodes[1].ns));
+    assert!(daemon::stop(&cn3_unit.pidfile).unwrap(), "charon of cn-3 was not running");
+    wait_until("cn-2 to notice", Duration::from_secs(10), || {
+        let children = strongswan::installed_children(&nodes[0].dir, Some(&nodes[0].ns)).unwrap();
+        (!children.contains(&want)).then_some(())
+    });
+    assert_eq!(ping(&web.0, db.1, 3, Duration::from_millis(500)), 0, "traffic crossed without IPsec");
+    let dropped = counter(&nodes[0].ns, "meshwork", meshwork_compiler::emit::node::nftables::PLAINTEXT_OUT);
+    assert!(dropped > 0, "cn-2 sent no VXLAN at all while the tunnel was down");
+    assert_eq!(counter(&inet, "mwtest", "plaintext"), 0, "plaintext VXLAN crossed the internet with the tunnel down");
+    let record = daemon::start(&cn3_unit, "test").expect("charon of cn-3 again");
+    lab.kill_on_drop(record.pid);
+    strongswan::load(&nodes[1].dir, Some(&nodes[1].ns)).expect("load cn-3 again");
+    let started = std::time::Instant::now();
+    wait_until("the pair's SA back", Duration::from_secs(40), || {
+        let children = strongswan::installed_children(&nodes[0].dir, Some(&nodes[0].ns)).unwrap();
+        children.contains(&want).then_some(())
+    });
+    eprintln!("fault drill: the SA was back {:.1} s after cn-3's charon loaded again", started.elapsed().as_secs_f64());
+    assert_eq!(ping(&web.0, db.1, 3, Duration::from_secs(2)), 3, "traffic did not come back");
+    assert_eq!(counter(&inet, "mwtest", "plaintext"), 0);
 
     // charon is recognised as ours by its pid file, and stops.
     for node in &nodes {
