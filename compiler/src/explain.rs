@@ -97,6 +97,14 @@ pub fn explain(
             why: Some(r.why),
         });
     }
+    if let (Some(p @ (Proto::Tcp | Proto::Udp)), None) = (proto, port) {
+        // Rules match on ports, so the verdict for "any port" would be a guess.
+        return Err(format!(
+            "{} flows are decided by their port: give one, e.g. `meshwork explain FILE {from} {to} {} 443`",
+            p.name(),
+            p.name()
+        ));
+    }
     let decision = net.firewall.evaluate(src, dst, proto, port);
     let rule = decision.rule.and_then(|n| net.firewall.rules.get(n - 1)).map(|r| {
         let (line, column) = file.line_col(r.span.offset());

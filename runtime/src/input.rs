@@ -50,8 +50,9 @@ pub fn network(path: &Path) -> Result<(Analysis, Network), CliError> {
         None => {
             let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
             Err(CliError::Message(format!(
-                "{} has {errors} error(s); fix them first (meshwork check)",
-                analysis.file.name
+                "{} has {}; fix them first (meshwork check)",
+                analysis.file.name,
+                meshwork::plural::count(errors, "error")
             )))
         }
     }

@@ -16,5 +16,6 @@ pub mod netns;
 pub mod nft;
 pub mod node;
 pub mod openvpn;
+pub mod plural;
 pub mod private_file;
 pub mod state;

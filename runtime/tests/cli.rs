@@ -57,7 +57,11 @@ fn check_exit_codes() {
     let o = meshwork(&["check", &warn]);
     assert_eq!(o.status.code(), Some(0), "warnings alone pass: {}", stderr(&o));
     assert!(stderr(&o).contains("meshwork::engines::exceed-cores"));
-    assert_eq!(meshwork(&["check", "--deny-warnings", &warn]).status.code(), Some(1));
+    assert!(stdout(&o).contains(": valid, 0 errors, 1 warning"), "{}", stdout(&o));
+    let o = meshwork(&["check", "--deny-warnings", &warn]);
+    assert_eq!(o.status.code(), Some(1));
+    // Never "valid" on the way to failing.
+    assert!(stdout(&o).contains(": invalid (warnings are denied), 0 errors, 1 warning"), "{}", stdout(&o));
     let o = meshwork(&["check", &broken]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains(&format!("{broken}:3:")), "diagnostics name file:line:col: {}", stderr(&o));
@@ -155,6 +159,10 @@ fn explain_prints_verdict_and_deciding_rule_with_location() {
     // Policy decides when nothing matches.
     let o = meshwork(&["explain", &example("quickstart.kdl"), "web-1", "web-2", "udp", "9"]);
     assert!(stdout(&o).contains("policy"), "{}", stdout(&o));
+    // TCP without a port asks for one.
+    let o = meshwork(&["explain", &example("quickstart.kdl"), "web-1", "db-1", "tcp"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("decided by their port: give one"), "{}", stderr(&o));
     // A typo is a clear error.
     let o = meshwork(&["explain", &example("quickstart.kdl"), "web1", "db-1", "tcp", "5432"]);
     assert_eq!(o.status.code(), Some(1));

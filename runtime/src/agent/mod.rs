@@ -144,7 +144,11 @@ fn load(cfg: &AgentConfig) -> Result<Loaded, String> {
         let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
         let shown: Vec<_> = analysis.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
         eprint!("{}", meshwork_compiler::diagnostic::render_plain(&analysis.file, &shown));
-        return Err(format!("{} has {errors} error(s); keeping the last good topology", cfg.file.display()));
+        return Err(format!(
+            "{} has {}; keeping the last good topology",
+            cfg.file.display(),
+            crate::plural::count(errors, "error")
+        ));
     };
     let keyset = Keyset::open(&cfg.state_dir).map_err(|e| format!("keyset: {e}"))?;
     let desired = Desired::new(&net, &cfg.controller, &keyset).map_err(|e| e.to_string())?;

@@ -43,10 +43,10 @@ pub fn run(file: &Path, out: &Path, state: &Path) -> Result<ExitCode, CliError> 
     }
     fs::rename(&staging, out).map_err(|e| fail("move into place", out, e))?;
     println!(
-        "Built {} files for {} controller(s) and {} node(s) into {} (checksum {checksum}).",
-        writer.files.load(Ordering::Relaxed),
-        net.controllers.len(),
-        net.vxlan.nodes.len(),
+        "Built {} for {} and {} into {} (checksum {checksum}).",
+        meshwork::plural::count(writer.files.load(Ordering::Relaxed), "file"),
+        meshwork::plural::count(net.controllers.len(), "controller"),
+        meshwork::plural::count(net.vxlan.nodes.len(), "node"),
         out.display(),
     );
     Ok(ExitCode::SUCCESS)

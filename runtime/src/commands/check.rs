@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::OutputFormat;
 use crate::input::{self, CliError};
+use meshwork::plural;
 
 #[derive(Serialize)]
 struct JsonReport {
@@ -68,8 +69,18 @@ pub fn run(files: &[PathBuf], format: OutputFormat, deny_warnings: bool, state: 
         match format {
             OutputFormat::Text => {
                 input::print_diagnostics(&analysis.file, &analysis.diagnostics);
-                let verdict = if errors > 0 { "invalid" } else { "valid" };
-                let mut line = format!("{}: {verdict}, {errors} error(s), {warnings} warning(s)", analysis.file.name);
+                let verdict = match (errors, warnings) {
+                    (0, 0) => "valid",
+                    (0, _) if deny_warnings => "invalid (warnings are denied)",
+                    (0, _) => "valid",
+                    _ => "invalid",
+                };
+                let mut line = format!(
+                    "{}: {verdict}, {}, {}",
+                    analysis.file.name,
+                    plural::count(errors, "error"),
+                    plural::count(warnings, "warning")
+                );
                 if let Some(sum) = &checksum {
                     line += &format!(", checksum {}", &sum[..16.min(sum.len())]);
                 }
