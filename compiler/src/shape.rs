@@ -98,10 +98,17 @@ fn check_node(n: &RawNode, spec: &NodeSpec, out: &mut Diagnostics) {
                 p.key_span,
                 "unknown property",
             );
-            d.help = match grammar::did_you_mean(&p.key, candidates) {
-                Some(m) => Some(format!("did you mean `{m}`?")),
-                None if spec.props.is_empty() => Some(format!("`{}` takes no properties", n.name)),
-                None => Some(format!(
+            // `[[firewall.allow]]`: the KDL node's name used as a TOML key, where TOML tags the
+            // entry instead.
+            let tagged = spec.children.iter().find(|c| c.name == p.key).and_then(|c| c.toml_tagged);
+            d.help = match (tagged, grammar::did_you_mean(&p.key, candidates)) {
+                (Some((table, tag)), _) => Some(format!(
+                    "in TOML every such entry is a `[[{}.{table}]]` table with {tag} = \"{}\"",
+                    n.name, p.key
+                )),
+                (None, Some(m)) => Some(format!("did you mean `{m}`?")),
+                (None, None) if spec.props.is_empty() => Some(format!("`{}` takes no properties", n.name)),
+                (None, None) => Some(format!(
                     "expected one of: {}",
                     spec.props.iter().map(|v| v.key).collect::<Vec<_>>().join(", ")
                 )),

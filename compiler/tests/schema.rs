@@ -63,7 +63,16 @@ fn toml_examples_validate() {
         let text = std::fs::read_to_string(&path).unwrap();
         let problems = violations(&validator, &text);
         assert!(problems.is_empty(), "{} does not match the schema:\n{}", path.display(), problems.join("\n"));
+        // Taplo-based editors find the schema from the first line.
+        let directive = text.lines().next().and_then(|l| l.strip_prefix("#:schema ")).unwrap_or_else(|| {
+            panic!("{} does not start with a `#:schema` line", path.display())
+        });
+        let schema = path.parent().unwrap().join(directive.trim());
+        assert!(schema.is_file(), "{}: #:schema names {}, which does not exist", path.display(), schema.display());
     }
+    // And the repository's .taplo.toml maps the examples to the same schema.
+    let taplo = std::fs::read_to_string(workspace().join(".taplo.toml")).expect(".taplo.toml");
+    assert!(taplo.contains("path = \"./schemas/topology.schema.json\""), "{taplo}");
 }
 
 const VALID: &str = r#"
