@@ -103,9 +103,12 @@ fn toml_syntax_error_points_at_the_line() {
 
 #[test]
 fn kdl_style_rule_key_in_toml_names_the_tagged_table() {
-    raw("t.toml", "topology = \"t\"\noverlay = \"100.127.255.192/26\"\n[firewall]\n[[firewall.allow]]\nfrom = \"any\"\n")
-        .has("shape::unknown-property", 4, 12, "allow")
-        .help_contains("shape::unknown-property", "`[[firewall.rule]]` table with action = \"allow\"");
+    raw(
+        "t.toml",
+        "topology = \"t\"\noverlay = \"100.127.255.192/26\"\n[firewall]\n[[firewall.allow]]\nfrom = \"any\"\n",
+    )
+    .has("shape::unknown-property", 4, 12, "allow")
+    .help_contains("shape::unknown-property", "`[[firewall.rule]]` table with action = \"allow\"");
     raw("t.toml", "topology = \"t\"\n[[node-firewall.deny]]\nfrom = \"any\"\n")
         .help_contains("shape::unknown-property", "`[[node-firewall.rule]]` table with action = \"deny\"");
 }

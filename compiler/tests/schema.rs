@@ -64,9 +64,11 @@ fn toml_examples_validate() {
         let problems = violations(&validator, &text);
         assert!(problems.is_empty(), "{} does not match the schema:\n{}", path.display(), problems.join("\n"));
         // Taplo-based editors find the schema from the first line.
-        let directive = text.lines().next().and_then(|l| l.strip_prefix("#:schema ")).unwrap_or_else(|| {
-            panic!("{} does not start with a `#:schema` line", path.display())
-        });
+        let directive = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("#:schema "))
+            .unwrap_or_else(|| panic!("{} does not start with a `#:schema` line", path.display()));
         let schema = path.parent().unwrap().join(directive.trim());
         assert!(schema.is_file(), "{}: #:schema names {}, which does not exist", path.display(), schema.display());
     }
