@@ -183,7 +183,7 @@ fn load(cfg: &AgentConfig) -> Result<Loaded, String> {
         ));
     };
     let keyset = Keyset::open(&cfg.state_dir).map_err(|e| format!("keyset: {e}"))?;
-    let desired = Desired::new(&net, &cfg.host, &keyset).map_err(|e| e.to_string())?;
+    let desired = crate::host::compose::desired(&net, &cfg.host, &keyset).map_err(|e| e.to_string())?;
     let ca = keyset.ca_fingerprint();
     match cfg.host.kind {
         HostKind::Controller => {

@@ -74,7 +74,8 @@ impl HostArgs {
 pub fn desired_from_file(file: &Path, host: &HostArgs) -> Result<(SourceFile, Desired), CliError> {
     let (analysis, net) = input::network(file)?;
     let keyset = host.keyset()?;
-    let d = Desired::new(&net, &host.host(), &keyset).map_err(|e| CliError::Message(e.to_string()))?;
+    let d =
+        meshwork::host::compose::desired(&net, &host.host(), &keyset).map_err(|e| CliError::Message(e.to_string()))?;
     Ok((analysis.file, d))
 }
 
@@ -86,7 +87,7 @@ pub fn desired_from_source(file: SourceFile, host: &HostArgs) -> Result<Desired,
         return Err(CliError::Message(format!("{} no longer compiles", analysis.file.name)));
     };
     let keyset = host.keyset()?;
-    Desired::new(&net, &host.host(), &keyset).map_err(|e| CliError::Message(e.to_string()))
+    meshwork::host::compose::desired(&net, &host.host(), &keyset).map_err(|e| CliError::Message(e.to_string()))
 }
 
 pub fn io_error(what: &str) -> impl FnOnce(std::io::Error) -> CliError + '_ {

@@ -1,17 +1,13 @@
 //! What the topology wants on one host, as resources plus the content they need (file bytes,
-//! the nftables ruleset): what the [parts](super::part) of its kind want.
+//! the nftables ruleset). [`super::compose`] adds up what the parts of its kind want.
 
 use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
-use meshwork_compiler::artifacts::{self, BuildOptions};
-use meshwork_compiler::network::Network;
 use sha2::{Digest, Sha256};
 
-use super::identity::{HostId, HostKind};
-use super::part::{Topology, parts};
+use super::identity::HostId;
 use super::resource::{Kind, Resource, Spec};
-use crate::keys::Keyset;
 use crate::netlink::{RouteInfo, RuleInfo};
 
 /// The name of the nftables resource.
@@ -59,34 +55,6 @@ pub fn digest(bytes: &[u8]) -> String {
 }
 
 impl Desired {
-    /// What the topology wants on `host`: the sum of what the parts of its kind want.
-    pub fn new(net: &Network, host: &HostId, keyset: &Keyset) -> Result<Desired, DesiredError> {
-        let t = Topology { net, keyset, host };
-        let exists = match host.kind {
-            HostKind::Controller => t.controller().is_ok(),
-            HostKind::Node => t.node().is_ok(),
-        };
-        if !exists {
-            return Err(t.unknown());
-        }
-        let ca_fingerprint = keyset.ca_fingerprint();
-        let checksum = artifacts::checksum(net, &BuildOptions { ca_fingerprint: Some(ca_fingerprint.clone()) });
-        let mut d = Desired {
-            topology: net.name.clone(),
-            host: host.clone(),
-            checksum,
-            ca_fingerprint,
-            nft_json: String::new(),
-            nft_text: String::new(),
-            files: BTreeMap::new(),
-            resources: Vec::new(),
-        };
-        for part in parts(host.kind) {
-            part.desire(&t, &mut d)?;
-        }
-        Ok(d)
-    }
-
     pub fn resource_map(&self) -> super::resource::ResourceMap {
         super::resource::by_id(self.resources.iter().cloned())
     }

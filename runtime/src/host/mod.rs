@@ -5,6 +5,7 @@
 //! drift detection, apply, destroy and the agent's repairs all work on one model.
 
 pub mod applied;
+pub mod compose;
 pub mod desired;
 pub mod execute;
 pub mod identity;

@@ -1,20 +1,15 @@
-//! What is on the host now, of everything meshwork owns there: what the [parts](super::part)
-//! of the host's kind find (its nft table, links, namespaces, routes with meshwork's protocol
-//! numbers, forwarding entries, files under its state directory, the daemons its pid files
-//! name).
+//! What is on the host now, of everything meshwork owns there (its nft table, links,
+//! namespaces, routes with meshwork's protocol numbers, forwarding entries, files under its
+//! state directory, the daemons its pid files name). [`super::compose`] asks the parts of the
+//! host's kind to find them.
 
 use std::collections::BTreeMap;
-use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use super::applied::Applied;
 use super::desired;
-use super::identity::HostId;
-use super::layout::Layout;
-use super::part::{Observing, parts};
 use super::resource::{Resource, ResourceMap};
-use crate::netlink::{Netlink, RouteInfo};
+use crate::netlink::RouteInfo;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Observed {
@@ -40,19 +35,4 @@ impl Observed {
     pub fn add(&mut self, r: Resource) {
         self.resources.insert(r.id.clone(), r);
     }
-}
-
-pub async fn observe(
-    layout: &Layout,
-    host: &HostId,
-    applied: Option<&Applied>,
-    wanted: &ResourceMap,
-) -> io::Result<Observed> {
-    let nl = Netlink::connect().await?;
-    let cx = Observing { host, layout, applied, wanted, nl: &nl };
-    let mut out = Observed::default();
-    for part in parts(host.kind) {
-        part.observe(&cx, &mut out).await?;
-    }
-    Ok(out)
 }

@@ -1,7 +1,8 @@
 //! A host is made of parts, and each part owns its resources: it says which it wants
 //! ([`Part::desire`]) and finds them on the host ([`Part::observe`]). Desired and observed
-//! state are the sum of the parts of the host's kind ([`parts`]): adding a part to a kind of
-//! host touches the part's own file and that list, nothing else.
+//! state are the sum of the parts of the host's kind ([`super::parts::of`], added up by
+//! [`super::compose`]): adding a part to a kind of host touches the part's own file and that
+//! list, nothing else.
 
 use std::future::Future;
 use std::io;
@@ -15,7 +16,6 @@ use super::desired::{Desired, DesiredError};
 use super::identity::{HostId, HostKind};
 use super::layout::Layout;
 use super::observe::Observed;
-use super::parts;
 use super::resource::ResourceMap;
 use crate::keys::Keyset;
 use crate::netlink::Netlink;
@@ -28,7 +28,7 @@ pub struct Topology<'a> {
 }
 
 impl Topology<'_> {
-    /// The controller this host is (checked by [`Desired::new`] before any part runs).
+    /// The controller this host is (checked by [`super::compose::desired`] before any part runs).
     pub fn controller(&self) -> Result<&ControllerNet, DesiredError> {
         self.net.controller(&self.host.name).ok_or_else(|| self.unknown())
     }
@@ -68,26 +68,5 @@ pub trait Part: Send + Sync {
     /// Adds what of this part is on the host now.
     fn observe<'a>(&'a self, _cx: &'a Observing<'a>, _out: &'a mut Observed) -> Pending<'a> {
         Box::pin(async { Ok(()) })
-    }
-}
-
-/// The parts of each kind of host, in the order they are asked.
-pub fn parts(kind: HostKind) -> Vec<Box<dyn Part>> {
-    match kind {
-        HostKind::Controller => vec![
-            Box::new(parts::forwarding::Forwarding),
-            Box::new(parts::openvpn::Openvpn),
-            Box::new(parts::engines::Engines),
-            Box::new(parts::firewall::Firewall),
-            Box::new(parts::files::Files),
-            Box::new(parts::processes::Processes),
-        ],
-        HostKind::Node => vec![
-            Box::new(parts::vxlan::Vxlan),
-            Box::new(parts::ipsec::Ipsec),
-            Box::new(parts::firewall::Firewall),
-            Box::new(parts::files::Files),
-            Box::new(parts::processes::Processes),
-        ],
     }
 }

@@ -142,6 +142,9 @@ pub fn plan(host: &HostId, desired: Option<&Desired>, observed: &Observed, appli
         let before = by_id(applied.resources.iter().cloned());
         for (id, was) in &before {
             match live.get(id) {
+                // Sysctls are read only where the topology sets them (meshwork does not own the
+                // others): one the topology no longer sets, or a destroy, reads none.
+                None if id.kind == Kind::Sysctl && !wanted.contains_key(id) => {}
                 None => drift.push(Drift { id: id.clone(), applied: Some(was.clone()), live: None }),
                 Some(now) if now.attrs != was.attrs => {
                     drift.push(Drift { id: id.clone(), applied: Some(was.clone()), live: Some(now.clone()) })
@@ -159,4 +162,24 @@ pub fn plan(host: &HostId, desired: Option<&Desired>, observed: &Observed, appli
         drift.sort_by(|a, b| a.id.cmp(&b.id));
     }
     Plan { host: host.clone(), drift, summary: summarise(&changes), changes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::resource::{Resource, Spec};
+
+    fn ip_forward() -> Resource {
+        let key = "net.ipv4.ip_forward";
+        Resource::new(Kind::Sysctl, key, Spec::Sysctl { netns: None, key: key.into(), value: "1".into() })
+            .attr("value", "1")
+    }
+
+    #[test]
+    fn destroy_shows_no_drift_for_a_setting_it_does_not_read() {
+        let applied = Applied { resources: vec![ip_forward()], ..Applied::default() };
+        let p = plan(&HostId::controller("east"), None, &Observed::default(), Some(&applied));
+        assert!(p.drift.is_empty(), "{:?}", p.drift);
+        assert!(p.changes.is_empty());
+    }
 }

@@ -4,11 +4,12 @@
 use std::io;
 
 use super::applied::Applied;
+use super::compose;
 use super::desired::Desired;
 use super::execute::{self, ExecError, Executor};
 use super::identity::HostId;
 use super::layout::Layout;
-use super::observe::{self, Observed};
+use super::observe::Observed;
 use super::plan::{self, Change, Plan};
 use super::resource::Kind;
 
@@ -21,7 +22,7 @@ pub struct Refreshed {
 pub async fn refresh(layout: &Layout, host: &HostId, desired: Option<&Desired>) -> io::Result<Refreshed> {
     let applied = Applied::load(&layout.applied())?;
     let wanted = desired.map(Desired::resource_map).unwrap_or_default();
-    let observed = observe::observe(layout, host, applied.as_ref(), &wanted).await?;
+    let observed = compose::observe(layout, host, applied.as_ref(), &wanted).await?;
     let plan = plan::plan(host, desired, &observed, applied.as_ref());
     Ok(Refreshed { applied, observed, plan })
 }
@@ -62,7 +63,7 @@ pub async fn apply(
     let nft_loaded = exec.nft_loaded || (wanted_ruleset.is_some() && wanted_ruleset == live_ruleset);
     let wanted = desired.map(Desired::resource_map).unwrap_or_default();
     let after =
-        observe::observe(layout, host, refreshed.applied.as_ref(), &wanted).await.map_err(ApplyError::Observe)?;
+        compose::observe(layout, host, refreshed.applied.as_ref(), &wanted).await.map_err(ApplyError::Observe)?;
     if desired.is_none() && outcome.is_ok() {
         // Destroyed: nothing is left to compare with.
         for path in [layout.applied(), layout.applied_source()] {
