@@ -31,7 +31,7 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t)]
-        format: OutputFormat,
+        format: commands::check::CheckFormat,
         /// Treat warnings as errors.
         #[arg(long)]
         deny_warnings: bool,
@@ -65,7 +65,7 @@ enum Command {
         old: PathBuf,
         new: PathBuf,
         #[arg(long, value_enum, default_value_t)]
-        format: OutputFormat,
+        format: commands::diff::DiffFormat,
         /// Exit 2 when there are changes (0 none, 1 error), like `terraform plan`.
         #[arg(long)]
         detailed_exitcode: bool,

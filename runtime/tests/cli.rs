@@ -286,3 +286,209 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {err}", out.status);
 }
+
+/// One workflow command as the GitHub Actions runner reads it (actions/runner
+/// `ActionCommand.TryParseV2`, ported): `::name k=v,k=v::data`, properties split at `,` and the
+/// first `=`, then unescaped; the data unescaped.
+#[derive(Debug)]
+struct WorkflowCommand {
+    name: String,
+    properties: std::collections::BTreeMap<String, String>,
+    data: String,
+}
+
+fn parse_workflow_command(line: &str) -> Option<WorkflowCommand> {
+    let line = line.trim_start();
+    let rest = line.strip_prefix("::")?;
+    let end = rest.find("::")?;
+    let (info, data) = (&rest[..end], &rest[end + 2..]);
+    let (name, props) = match info.find(' ') {
+        Some(i) => (&info[..i], info[i + 1..].trim()),
+        None => (info, ""),
+    };
+    let unescape_data = |s: &str| s.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%");
+    let unescape_property = |s: &str| {
+        s.replace("%0D", "\r").replace("%0A", "\n").replace("%3A", ":").replace("%2C", ",").replace("%25", "%")
+    };
+    let mut properties = std::collections::BTreeMap::new();
+    for p in props.split(',').filter(|p| !p.is_empty()) {
+        if let Some((k, v)) = p.split_once('=').filter(|(k, v)| !k.is_empty() && !v.is_empty()) {
+            properties.insert(k.to_string(), unescape_property(v));
+        }
+    }
+    Some(WorkflowCommand { name: name.to_string(), properties, data: unescape_data(data) })
+}
+
+#[test]
+fn check_github_annotations_read_back_as_the_runner_reads_them() {
+    let s = Scratch::new("github");
+    // A file name with every character that needs escaping in a property.
+    let broken = s.file("a,b:c%d.kdl", BROKEN);
+    let warn = s.file("warn.kdl", WARNING_ONLY);
+    let o = meshwork(&["check", "--format", "github", &broken, &warn]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // stdout is commands only; the report for people is on stderr.
+    let commands: Vec<WorkflowCommand> =
+        stdout(&o).lines().map(|l| parse_workflow_command(l).unwrap_or_else(|| panic!("not a command: {l}"))).collect();
+    assert!(stderr(&o).contains("did you mean `address`?"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(": invalid, "), "{}", stderr(&o));
+    let unknown = commands
+        .iter()
+        .find(|c| c.properties.get("title").map(String::as_str) == Some("meshwork::shape::unknown-node"))
+        .expect("an unknown-node annotation");
+    assert_eq!(unknown.name, "error");
+    assert_eq!(unknown.properties["file"], broken);
+    let at = |k: &str| unknown.properties[k].as_str();
+    assert_eq!((at("line"), at("col"), at("endLine"), at("endColumn")), ("3", "26", "3", "32"));
+    assert!(unknown.data.starts_with("`controller` does not take a `adress`\n"), "{:?}", unknown.data);
+    assert!(unknown.data.ends_with("\nhelp: did you mean `address`?"), "{:?}", unknown.data);
+    let warning = commands.iter().find(|c| c.name == "warning").expect("a warning annotation");
+    assert_eq!(warning.properties["title"], "meshwork::engines::exceed-cores");
+    assert_eq!(warning.properties["file"], warn);
+
+    // Under $GITHUB_WORKSPACE, file names are relative to it, as annotations need.
+    let o = Command::new(env!("CARGO_BIN_EXE_meshwork"))
+        .args(["check", "--format", "github", &warn])
+        .env("GITHUB_WORKSPACE", &s.0)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let c = parse_workflow_command(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(c.properties["file"], "warn.kdl");
+}
+
+/// The official SARIF 2.1.0 schema (OASIS, errata 01): `tests/support/sarif-schema-2.1.0.json`
+/// is `sarif-2.1/schema/sarif-schema-2.1.0.json` of github.com/oasis-tcs/sarif-spec at commit
+/// e0583813964ec43cea53b6b531b402866095ed1f, unchanged.
+fn sarif_validator() -> jsonschema::Validator {
+    let text = include_str!("support/sarif-schema-2.1.0.json");
+    let schema: serde_json::Value = serde_json::from_str(text).unwrap();
+    jsonschema::draft4::options().should_validate_formats(true).build(&schema).expect("the SARIF schema compiles")
+}
+
+fn assert_valid_sarif(json: &[u8]) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_slice(json).expect("SARIF is JSON");
+    let errors: Vec<String> =
+        sarif_validator().iter_errors(&v).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "not valid SARIF 2.1.0: {errors:#?}");
+    // And a real SARIF object model reads it.
+    let _: serde_sarif::sarif::Sarif = serde_json::from_value(v.clone()).expect("serde-sarif reads it");
+    v
+}
+
+#[test]
+fn check_sarif_is_valid_sarif_with_every_code_as_a_rule() {
+    let s = Scratch::new("sarif");
+    let text = BROKEN.replace(
+        "controller \"east\" id=1 { adress \"x\"; }\n",
+        "controller \"east\" id=1 { address \"192.0.2.1\"; }\ncontroller \"east\" id=2 { adress \"x\"; }\n",
+    );
+    let broken = s.file("my net.kdl", &text);
+    let missing = s.path("missing.kdl");
+    let o = meshwork(&["check", "--format", "sarif", &broken, &missing]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = assert_valid_sarif(&o.stdout);
+    let run = &v["runs"][0];
+    assert_eq!(v["version"], "2.1.0");
+    assert_eq!(run["columnKind"], "unicodeCodePoints");
+    // Rules: exactly what `meshwork codes` lists, with its summary.
+    let codes = stdout(&meshwork(&["codes"]));
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), codes.lines().count());
+    for (rule, line) in rules.iter().zip(codes.lines()) {
+        let id = rule["id"].as_str().unwrap();
+        assert!(line.starts_with(&format!("{id} ")), "{line}");
+        assert!(line.ends_with(rule["shortDescription"]["text"].as_str().unwrap()), "{line}");
+        assert!(!rule["fullDescription"]["text"].as_str().unwrap().is_empty());
+    }
+    let results = run["results"].as_array().unwrap();
+    let unknown = results.iter().find(|r| r["ruleId"] == "meshwork::shape::unknown-node").expect("unknown-node");
+    assert_eq!(rules[unknown["ruleIndex"].as_u64().unwrap() as usize]["id"], unknown["ruleId"]);
+    assert_eq!(unknown["level"], "error");
+    let loc = &unknown["locations"][0]["physicalLocation"];
+    assert!(loc["artifactLocation"]["uri"].as_str().unwrap().ends_with("/my%20net.kdl"), "{loc}");
+    let r = &loc["region"];
+    assert_eq!(
+        (&r["startLine"], &r["startColumn"], &r["endLine"], &r["endColumn"]),
+        (&4.into(), &26.into(), &4.into(), &32.into())
+    );
+    // Secondary labels are related locations.
+    let dup = results.iter().find(|r| r["ruleId"] == "meshwork::name::duplicate").expect("name::duplicate");
+    let related = &dup["relatedLocations"][0];
+    assert_eq!(related["physicalLocation"]["region"]["startLine"], 3, "{dup}");
+    assert!(related["message"]["text"].as_str().unwrap().contains("first"), "{dup}");
+    // The file that cannot be read is a tool notification, and the run did not succeed.
+    let invocation = &run["invocations"][0];
+    assert_eq!(invocation["executionSuccessful"], false);
+    let note = &invocation["toolExecutionNotifications"][0];
+    assert_eq!(note["level"], "error");
+    assert!(note["message"]["text"].as_str().unwrap().contains("cannot read"), "{note}");
+
+    // A clean file: valid SARIF with no results, exit 0.
+    let o = meshwork(&["check", "--format", "sarif", &example("quickstart.kdl")]);
+    assert_eq!(o.status.code(), Some(0));
+    let v = assert_valid_sarif(&o.stdout);
+    assert_eq!(v["runs"][0]["results"], serde_json::json!([]));
+}
+
+#[test]
+fn check_json_has_end_positions_and_secondary_labels() {
+    let s = Scratch::new("json-labels");
+    let file = s.file("dup.kdl", &format!("{WARNING_ONLY}client \"c\"\nclient \"c\"\n"));
+    let o = meshwork(&["check", "--format", "json", &file]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    let d = v["files"][0]["diagnostics"].as_array().unwrap();
+    let dup = d.iter().find(|d| d["code"] == "meshwork::name::duplicate").expect("name::duplicate");
+    assert_eq!(
+        (&dup["line"], &dup["column"], &dup["end_line"], &dup["end_column"]),
+        (&5.into(), &8.into(), &5.into(), &11.into())
+    );
+    let first = &dup["labels"][0];
+    assert_eq!(
+        (&first["line"], &first["column"], &first["end_line"], &first["end_column"]),
+        (&4.into(), &8.into(), &4.into(), &11.into())
+    );
+    assert!(first["text"].as_str().unwrap().contains("first"), "{first}");
+}
+
+#[test]
+fn diff_for_ci_github_sarif_and_a_markdown_comment() {
+    let s = Scratch::new("diff-ci");
+    let old = std::fs::read_to_string(example("quickstart.kdl")).unwrap();
+    let new = old
+        .replace("engines 3 subnet", "engines 2 subnet")
+        .replace("client \"admin\" tags=\"ops\"\n", "client \"admin\" tags=\"ops\"\nclient \"new-1\"\n");
+    let (a, b) = (s.file("old.kdl", &old), s.file("new.kdl", &new));
+
+    let o = meshwork(&["diff", "--format", "github", "--detailed-exitcode", &a, &b]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let notice = stdout(&o).lines().filter_map(parse_workflow_command).find(|c| c.name == "notice").expect("a notice");
+    assert_eq!(notice.properties["file"], b);
+    assert_eq!(notice.properties["title"], "meshwork diff: 2 to add, 3 to change, 2 to remove");
+    assert!(notice.data.contains("+ new-1"), "{}", notice.data);
+
+    let o = meshwork(&["diff", "--format", "sarif", &a, &b]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = assert_valid_sarif(&o.stdout);
+    assert_eq!(v["runs"][0]["properties"]["meshwork/diff"]["summary"]["add"], 2);
+
+    let o = meshwork(&["diff", "--format", "markdown", &a, &b]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let md = stdout(&o);
+    assert!(md.starts_with("<!-- meshwork diff -->\n### meshwork diff: topology `quickstart`\n"), "{md}");
+    assert!(md.contains("**2 to add, 3 to change, 2 to remove.**"), "{md}");
+    assert!(md.contains("```diff\n"), "{md}");
+    assert!(md.lines().any(|l| l.starts_with('+') && l.contains("new-1")), "`+` in the first column: {md}");
+    assert!(md.lines().any(|l| l.starts_with('-') && l.contains("engine 3")), "{md}");
+
+    // A new file with errors: annotations for them, and exit 1 (not 2) even with changes asked for.
+    let broken = s.file("broken.kdl", BROKEN);
+    let o = meshwork(&["diff", "--format", "github", "--detailed-exitcode", &a, &broken]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let c: Vec<WorkflowCommand> = stdout(&o).lines().filter_map(parse_workflow_command).collect();
+    assert!(c.iter().any(|c| c.name == "error" && c.properties["file"] == broken), "{c:?}");
+    let o = meshwork(&["diff", "--format", "markdown", &a, &broken]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("Nothing to compare"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("`meshwork::shape::unknown-node` line 3"), "{}", stdout(&o));
+}
