@@ -20,3 +20,4 @@ pub mod plural;
 pub mod private_file;
 pub mod report;
 pub mod state;
+pub mod term;

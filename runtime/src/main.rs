@@ -14,6 +14,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Colour diagnostics: `auto` (a terminal, unless NO_COLOR is set or TERM=dumb), `always`, `never`.
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    color: meshwork::term::ColorChoice,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -164,6 +167,13 @@ enum Command {
         #[command(flatten)]
         state: StateArg,
     },
+    /// A shell completion script on stdout, e.g. `meshwork completions bash > /etc/bash_completion.d/meshwork`.
+    Completions { shell: clap_complete::Shell },
+    /// The man page meshwork(1) on stdout, or with --dir one page per verb written there.
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `--state-dir`, shared by every verb that reads or writes state.
@@ -298,7 +308,11 @@ enum KeysAction {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match commands::meta::parse::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    meshwork::term::init(cli.color);
     if !matches!(cli.command, Command::Agent { .. }) {
         restore_default_sigpipe();
     }
@@ -360,6 +374,8 @@ fn main() -> ExitCode {
             LabAction::Restore { controller, state } => commands::lab::restore(&state.dir(), &controller),
             LabAction::Down { state } => commands::lab::down(&state.dir()),
         },
+        Command::Completions { shell } => commands::meta::completions(shell, commands::meta::command::<Cli>()),
+        Command::Man { dir } => commands::meta::man(commands::meta::command::<Cli>(), dir.as_deref()),
         Command::Clientpack { file, name, all, out, remote_random, pack_format, state } => {
             commands::clientpack::run(&file, name.as_deref(), all, &out, remote_random, pack_format, &state.dir())
         }

@@ -273,15 +273,17 @@ fn check_with_a_keyset_shows_its_ca_and_expiry() {
 fn a_reader_that_goes_away_ends_the_output_quietly() {
     use std::os::unix::process::ExitStatusExt;
     use std::process::{Command, Stdio};
-    // `meshwork codes | head -1`: the pipe's read end is closed before meshwork writes.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshwork"))
+    // `meshwork codes | head -1`: the pipe's read end is closed before meshwork writes (closed
+    // before it starts: with the read end open for a while, output that fits in the pipe's
+    // buffer would be written before the close, and no signal would come).
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_meshwork"))
         .arg("codes")
-        .stdout(Stdio::piped())
+        .stdout(writer)
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .expect("run meshwork");
-    drop(child.stdout.take());
-    let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {err}", out.status);
@@ -491,4 +493,186 @@ fn diff_for_ci_github_sarif_and_a_markdown_comment() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("Nothing to compare"), "{}", stdout(&o));
     assert!(stdout(&o).contains("`meshwork::shape::unknown-node` line 3"), "{}", stdout(&o));
+}
+
+#[test]
+fn usage_errors_exit_64_never_2_and_every_verb_documents_its_exit_codes() {
+    // 2 is "changes" under --detailed-exitcode: a typo must not look like it.
+    for args in [
+        &["diff", "--detailed-exitcode"][..],
+        &["plan", "--bogus"],
+        &["nope"],
+        &[],
+        &["check"],
+        &["--color", "sometimes"],
+    ] {
+        let o = meshwork(args);
+        assert_eq!(o.status.code(), Some(64), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).starts_with("error:") || stderr(&o).contains("Usage:"), "{args:?}: {}", stderr(&o));
+    }
+    for args in [&["--help"][..], &["--version"], &["check", "--help"], &["help", "diff"]] {
+        let o = meshwork(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
+    let help = |args: &[&str]| stdout(&meshwork(args));
+    let verbs = [
+        vec!["check"],
+        vec!["build"],
+        vec!["explain"],
+        vec!["diff"],
+        vec!["graph"],
+        vec!["codes"],
+        vec!["keys", "init"],
+        vec!["keys", "rotate-psk"],
+        vec!["plan"],
+        vec!["apply"],
+        vec!["destroy"],
+        vec!["agent"],
+        vec!["lab", "up"],
+        vec!["lab", "test"],
+        vec!["clientpack"],
+        vec!["completions"],
+        vec!["man"],
+    ];
+    for verb in verbs {
+        let text = help(&[verb.clone(), vec!["--help"]].concat());
+        assert!(text.contains("Exit status:\n  0 "), "{verb:?}: {text}");
+        assert!(text.contains("\n  64  usage error"), "{verb:?}: {text}");
+    }
+    assert!(help(&["diff", "--help"]).contains("\n  2   changes (only with --detailed-exitcode)"));
+    assert!(help(&["plan", "--help"]).contains("\n  2   changes (only with --detailed-exitcode)"));
+    assert!(help(&["lab", "test", "--help"]).contains("\n  1   an expectation differs"));
+    assert!(help(&["--help"]).contains("\n  64  usage error"));
+}
+
+/// Runs meshwork under a pseudo-terminal (util-linux `script`), so that `auto` sees a terminal.
+fn on_a_terminal(args: &str, env: &[(&str, &str)]) -> String {
+    let cmd = format!("{} {args}", env!("CARGO_BIN_EXE_meshwork"));
+    let mut c = Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"]).env_remove("NO_COLOR").env("TERM", "xterm");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().expect("script(1) from util-linux");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn colour_follows_color_no_color_and_term() {
+    const ESC: char = '\u{1b}';
+    let s = Scratch::new("colour");
+    let broken = s.file("broken.kdl", BROKEN);
+    let coloured = |o: &Output| stderr(o).contains(ESC);
+    // Off a terminal: plain unless asked.
+    assert!(!coloured(&meshwork(&["check", &broken])));
+    assert!(coloured(&meshwork(&["check", "--color", "always", &broken])));
+    assert!(coloured(&meshwork(&["--color=always", "check", &broken])), "a global option");
+    assert!(!coloured(&meshwork(&["check", "--color", "never", &broken])));
+    let forced = Command::new(env!("CARGO_BIN_EXE_meshwork"))
+        .args(["check", "--color", "always", &broken])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(coloured(&forced), "--color always beats NO_COLOR");
+    // On a terminal: colour, unless NO_COLOR, TERM=dumb or --color never.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped the terminal half: no script(1)");
+        return;
+    }
+    assert!(on_a_terminal(&format!("check {broken}"), &[]).contains(ESC));
+    assert!(!on_a_terminal(&format!("check {broken}"), &[("NO_COLOR", "1")]).contains(ESC));
+    assert!(!on_a_terminal(&format!("check {broken}"), &[("TERM", "dumb")]).contains(ESC));
+    assert!(!on_a_terminal(&format!("check --color never {broken}"), &[]).contains(ESC));
+    // clap's own usage errors follow the option too.
+    assert!(on_a_terminal("check --bogus", &[]).contains(ESC));
+    assert!(!on_a_terminal("check --bogus --color never", &[]).contains(ESC));
+}
+
+#[test]
+fn completions_load_in_bash() {
+    let o = meshwork(&["completions", "bash"]);
+    assert_eq!(o.status.code(), Some(0));
+    let script = stdout(&o);
+    assert!(script.contains("meshwork"), "{script}");
+    // bash loads it and completes the verbs.
+    let probe = format!(
+        "{script}\nCOMP_WORDS=(meshwork ch); COMP_CWORD=1; COMP_LINE='meshwork ch'; COMP_POINT=11\n\
+         _meshwork meshwork ch meshwork\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n"
+    );
+    let o = Command::new("bash").args(["--norc", "-c", &probe]).output().expect("bash");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).split_whitespace().collect::<Vec<_>>(), ["check"], "{}", stderr(&o));
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let o = meshwork(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}");
+        assert!(stdout(&o).contains("meshwork"), "{shell}");
+    }
+    assert_eq!(meshwork(&["completions", "tcsh"]).status.code(), Some(64));
+}
+
+#[test]
+fn man_pages_render() {
+    let o = meshwork(&["man"]);
+    assert_eq!(o.status.code(), Some(0));
+    let page = stdout(&o);
+    assert!(page.starts_with(".ie \\n(.g .ds Aq") || page.contains(".TH meshwork 1"), "{page}");
+    assert!(page.contains(".TH meshwork 1"), "{page}");
+    let s = Scratch::new("man");
+    let dir = s.path("man1");
+    let o = meshwork(&["man", "--dir", &dir]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for page in ["meshwork.1", "meshwork-check.1", "meshwork-diff.1", "meshwork-keys-init.1", "meshwork-lab-test.1"] {
+        assert!(std::path::Path::new(&dir).join(page).is_file(), "{page}");
+    }
+    // groff reads the verb's page without a warning and shows its exit codes.
+    if Command::new("groff").arg("--version").output().is_err() {
+        eprintln!("skipped rendering: no groff");
+        return;
+    }
+    let o = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .arg(std::path::Path::new(&dir).join("meshwork-diff.1"))
+        .output()
+        .unwrap();
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", stderr(&o));
+    let o = Command::new("groff")
+        .args(["-man", "-Tascii", "-P-cbou"])
+        .arg(std::path::Path::new(&dir).join("meshwork-diff.1"))
+        .output()
+        .unwrap();
+    let text = stdout(&o);
+    assert!(text.contains("Exit status:"), "{text}");
+    assert!(text.contains("--detailed-exitcode"), "{text}");
+}
+
+#[test]
+fn long_outputs_to_a_reader_that_goes_away_end_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let s = Scratch::new("pipe");
+    let broken = s.file("broken.kdl", BROKEN);
+    for args in [
+        vec!["--help"],
+        vec!["completions", "bash"],
+        vec!["man"],
+        vec!["check", "--format", "sarif", broken.as_str()],
+        vec!["lab", "status", "--format", "json"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_meshwork"))
+            .args(&args)
+            .env("MESHWORK_STATE_DIR", s.path("state"))
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run meshwork");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        // Ended by SIGPIPE as `ls | head` is; help (printed before the signal is reset) ends
+        // with 0; with no lab, `lab status` writes nothing and fails as it would anyway.
+        let quiet = out.status.signal() == Some(libc::SIGPIPE) || matches!(out.status.code(), Some(0 | 1));
+        assert!(quiet, "{args:?}: {:?} {err}", out.status);
+        assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+    }
 }
