@@ -4,6 +4,7 @@ pub mod build;
 pub mod check;
 pub mod clientpack;
 pub mod codes;
+pub mod countdown;
 pub mod diff;
 pub mod explain;
 pub mod graph;
