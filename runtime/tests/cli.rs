@@ -676,3 +676,25 @@ fn long_outputs_to_a_reader_that_goes_away_end_quietly() {
         assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
     }
 }
+
+/// The README's CI job uses only options that exist: each `meshwork` command in it, with
+/// `--help` added, parses (an unknown option or format would exit 64).
+#[test]
+fn the_readme_ci_job_uses_real_options() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = &readme[readme.find("## CI: gating a pull request").expect("the CI section")..];
+    let job = &section[section.find("```yaml\n").unwrap()..];
+    let job = &job[..job[8..].find("```").unwrap() + 8];
+    let mut seen = 0;
+    for line in job.lines() {
+        let Some(at) = line.find("meshwork check").or_else(|| line.find("meshwork diff")) else { continue };
+        let command = line[at..].split(['>', '|']).next().unwrap();
+        let mut args: Vec<String> =
+            command.split_whitespace().skip(1).map(|w| w.trim_matches('"').to_string()).collect();
+        args.push("--help".into());
+        let o = meshwork(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(o.status.code(), Some(0), "{command}: {}", stderr(&o));
+        seen += 1;
+    }
+    assert!(seen >= 3, "{job}");
+}
