@@ -37,7 +37,7 @@ impl Countdown {
             let pad = self.width.saturating_sub(text.chars().count());
             self.width = text.chars().count();
             Some(format!("\r{text}{}", " ".repeat(pad)))
-        } else if first || secs % LOG_EVERY == 0 {
+        } else if first || secs.is_multiple_of(LOG_EVERY) {
             Some(format!("{text}\n"))
         } else {
             None
