@@ -47,6 +47,8 @@ enum Command {
         /// Output directory (replaced as a whole; never half-written).
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
         #[command(flatten)]
         state: StateArg,
     },
@@ -73,8 +75,12 @@ enum Command {
         #[arg(long)]
         detailed_exitcode: bool,
     },
-    /// The peering mesh as Graphviz DOT.
-    Graph { file: PathBuf },
+    /// The peering mesh as Graphviz DOT (or JSON: controllers, tunnels, single points of failure).
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
     /// List diagnostic codes, or explain one.
     Codes { code: Option<String> },
     /// The topology's keyset: a CA and every identity's certificate.
@@ -320,14 +326,14 @@ fn main() -> ExitCode {
         Command::Check { files, format, deny_warnings, state } => {
             commands::check::run(&files, format, deny_warnings, &state.dir())
         }
-        Command::Build { file, out, state } => commands::build::run(&file, &out, &state.dir()),
+        Command::Build { file, out, format, state } => commands::build::run(&file, &out, &state.dir(), format),
         Command::Explain { file, from, to, proto, port, format } => {
             commands::explain::run(&file, &from, &to, &proto, port, format)
         }
         Command::Diff { old, new, format, detailed_exitcode } => {
             commands::diff::run(&old, &new, format, detailed_exitcode)
         }
-        Command::Graph { file } => commands::graph::run(&file),
+        Command::Graph { file, format } => commands::graph::run(&file, format),
         Command::Codes { code } => commands::codes::run(code.as_deref()),
         Command::Keys { action } => match action {
             KeysAction::Init { file, state } => commands::keys::init(&file, &state.dir()),

@@ -698,3 +698,42 @@ fn the_readme_ci_job_uses_real_options() {
     }
     assert!(seen >= 3, "{job}");
 }
+
+#[test]
+fn build_and_graph_speak_json() {
+    let s = Scratch::new("json-build");
+    let out = s.path("out");
+    let o = meshwork(&["build", &example("quickstart.kdl"), "-o", &out, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("build JSON");
+    assert_eq!(v["out"], out.as_str());
+    assert_eq!(v["controllers"], serde_json::json!(["east"]));
+    let artifacts: Vec<&str> = v["artifacts"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(artifacts.windows(2).all(|w| w[0] < w[1]), "sorted: {artifacts:?}");
+    for a in &artifacts {
+        assert!(std::path::Path::new(&out).join(a).symlink_metadata().is_ok(), "{a} listed but not written");
+    }
+    let checksum_file =
+        std::fs::read_to_string(std::path::Path::new(&out).join(meshwork_compiler::artifacts::CHECKSUM_PATH)).unwrap();
+    assert!(checksum_file.contains(v["checksum"].as_str().unwrap()), "{checksum_file}");
+
+    let chain = s.file(
+        "chain.kdl",
+        "topology \"c\"\noverlay \"100.127.1.0/24\"\ncontroller \"a\" id=1 { address \"192.0.2.1\"; }\n\
+         controller \"b\" id=2 { address \"192.0.2.2\"; }\ncontroller \"c\" id=3 { address \"192.0.2.3\"; }\n\
+         peering { link \"a\" \"b\"; link \"b\" \"c\"; }\n",
+    );
+    let o = meshwork(&["graph", "--format", "json", &chain]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("graph JSON");
+    let spof: Vec<&str> = v["controllers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["single_point_of_failure"] == true)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(spof, ["b"]);
+    assert_eq!(v["tunnels"].as_array().unwrap().len(), 2);
+    assert!(v["tunnels"].as_array().unwrap().iter().all(|t| t["single_point_of_failure"] == true), "{v}");
+}
