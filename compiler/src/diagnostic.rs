@@ -92,6 +92,26 @@ impl Diagnostics {
     }
 }
 
+/// Where a span is in its file, 1-based. The end is exclusive: the position just past the
+/// span's last character (as in SARIF and LSP), so an empty span ends where it starts. Columns
+/// count characters (Unicode scalar values), not bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+    pub end_line: usize,
+    pub end_column: usize,
+}
+
+impl Position {
+    /// Never panics: offsets past the end of the file or inside a character are clamped.
+    pub fn of(file: &SourceFile, span: Span) -> Self {
+        let (line, column) = file.line_col(span.offset());
+        let (end_line, end_column) = file.line_col(span.offset().saturating_add(span.len()));
+        Self { line, column, end_line, end_column }
+    }
+}
+
 /// A diagnostic as programs read it (`--format json`).
 #[derive(Clone, Debug, Serialize)]
 pub struct JsonDiagnostic {
@@ -100,23 +120,44 @@ pub struct JsonDiagnostic {
     pub file: String,
     pub line: usize,
     pub column: usize,
+    /// Where the primary label's span ends (exclusive, see [`Position`]).
+    pub end_line: usize,
+    pub end_column: usize,
     pub message: String,
+    /// The primary label's text.
     pub label: String,
     pub help: Option<String>,
+    /// Other places involved ("first defined here"), in the same file.
+    pub labels: Vec<JsonLabel>,
+}
+
+/// A secondary label as programs read it.
+#[derive(Clone, Debug, Serialize)]
+pub struct JsonLabel {
+    #[serde(flatten)]
+    pub position: Position,
+    pub text: String,
 }
 
 impl JsonDiagnostic {
     pub fn new(file: &SourceFile, d: &Diagnostic) -> Self {
-        let (line, column) = file.line_col(d.primary.span.offset());
+        let Position { line, column, end_line, end_column } = Position::of(file, d.primary.span);
         Self {
             code: d.code,
             severity: d.severity,
             file: file.name.clone(),
             line,
             column,
+            end_line,
+            end_column,
             message: d.message.clone(),
             label: d.primary.text.clone(),
             help: d.help.clone(),
+            labels: d
+                .secondary
+                .iter()
+                .map(|l| JsonLabel { position: Position::of(file, l.span), text: l.text.clone() })
+                .collect(),
         }
     }
 }

@@ -1,6 +1,5 @@
 //! Reading topology files and showing their diagnostics, shared by every verb.
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 use meshwork_compiler::diagnostic::Diagnostic;
@@ -24,9 +23,10 @@ pub fn load(path: &Path) -> Result<Analysis, CliError> {
     Ok(analyze_bytes(path.display().to_string(), bytes))
 }
 
-/// Prints diagnostics for people on stderr: colours on a terminal, plain otherwise.
+/// Prints diagnostics for people on stderr: colours as `--color`, `NO_COLOR` and `TERM` say
+/// (on a terminal by default), plain otherwise.
 pub fn print_diagnostics(file: &SourceFile, diagnostics: &[Diagnostic]) {
-    let theme = if std::io::stderr().is_terminal() {
+    let theme = if meshwork::term::color_stderr() {
         miette::GraphicalTheme::unicode()
     } else {
         miette::GraphicalTheme::unicode_nocolor()

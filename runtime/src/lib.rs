@@ -18,4 +18,6 @@ pub mod node;
 pub mod openvpn;
 pub mod plural;
 pub mod private_file;
+pub mod report;
 pub mod state;
+pub mod term;

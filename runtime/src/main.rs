@@ -14,6 +14,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Colour diagnostics: `auto` (a terminal, unless NO_COLOR is set or TERM=dumb), `always`, `never`.
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    color: meshwork::term::ColorChoice,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -31,7 +34,7 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t)]
-        format: OutputFormat,
+        format: commands::check::CheckFormat,
         /// Treat warnings as errors.
         #[arg(long)]
         deny_warnings: bool,
@@ -44,6 +47,8 @@ enum Command {
         /// Output directory (replaced as a whole; never half-written).
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
         #[command(flatten)]
         state: StateArg,
     },
@@ -65,13 +70,17 @@ enum Command {
         old: PathBuf,
         new: PathBuf,
         #[arg(long, value_enum, default_value_t)]
-        format: OutputFormat,
+        format: commands::diff::DiffFormat,
         /// Exit 2 when there are changes (0 none, 1 error), like `terraform plan`.
         #[arg(long)]
         detailed_exitcode: bool,
     },
-    /// The peering mesh as Graphviz DOT.
-    Graph { file: PathBuf },
+    /// The peering mesh as Graphviz DOT (or JSON: controllers, tunnels, single points of failure).
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
     /// List diagnostic codes, or explain one.
     Codes { code: Option<String> },
     /// The topology's keyset: a CA and every identity's certificate.
@@ -163,6 +172,13 @@ enum Command {
         pack_format: commands::clientpack::PackFormat,
         #[command(flatten)]
         state: StateArg,
+    },
+    /// A shell completion script on stdout, e.g. `meshwork completions bash > /etc/bash_completion.d/meshwork`.
+    Completions { shell: clap_complete::Shell },
+    /// The man page meshwork(1) on stdout, or with --dir one page per verb written there.
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -298,7 +314,11 @@ enum KeysAction {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match commands::meta::parse::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    meshwork::term::init(cli.color);
     if !matches!(cli.command, Command::Agent { .. }) {
         restore_default_sigpipe();
     }
@@ -306,14 +326,14 @@ fn main() -> ExitCode {
         Command::Check { files, format, deny_warnings, state } => {
             commands::check::run(&files, format, deny_warnings, &state.dir())
         }
-        Command::Build { file, out, state } => commands::build::run(&file, &out, &state.dir()),
+        Command::Build { file, out, format, state } => commands::build::run(&file, &out, &state.dir(), format),
         Command::Explain { file, from, to, proto, port, format } => {
             commands::explain::run(&file, &from, &to, &proto, port, format)
         }
         Command::Diff { old, new, format, detailed_exitcode } => {
             commands::diff::run(&old, &new, format, detailed_exitcode)
         }
-        Command::Graph { file } => commands::graph::run(&file),
+        Command::Graph { file, format } => commands::graph::run(&file, format),
         Command::Codes { code } => commands::codes::run(code.as_deref()),
         Command::Keys { action } => match action {
             KeysAction::Init { file, state } => commands::keys::init(&file, &state.dir()),
@@ -360,6 +380,8 @@ fn main() -> ExitCode {
             LabAction::Restore { controller, state } => commands::lab::restore(&state.dir(), &controller),
             LabAction::Down { state } => commands::lab::down(&state.dir()),
         },
+        Command::Completions { shell } => commands::meta::completions(shell, commands::meta::command::<Cli>()),
+        Command::Man { dir } => commands::meta::man(commands::meta::command::<Cli>(), dir.as_deref()),
         Command::Clientpack { file, name, all, out, remote_random, pack_format, state } => {
             commands::clientpack::run(&file, name.as_deref(), all, &out, remote_random, pack_format, &state.dir())
         }

@@ -206,6 +206,16 @@ fn apply_try_rolls_back_unless_confirmed() {
     let out = h.run("apply", Some(h.file()), &["--auto-approve", "--try", "2"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("rolling back"), "{}", text(&out));
+    // Off a terminal the countdown is a line now and then; the rollback ends by saying so.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Rolling back in 2 seconds unless confirmed.\n"), "{stdout}");
+    let after = &stdout[stdout.find("rolling back").unwrap()..];
+    assert!(!after.contains("Apply complete!"), "{stdout}");
+    assert_eq!(
+        stdout.trim_end().lines().last(),
+        Some("Rolled back: the host is as the previous apply left it."),
+        "{stdout}"
+    );
     assert_eq!(h.engines(), ["mw-tr-e1"], "rolled back to one engine");
     let out = h.run("plan", Some(h.file()), &["--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(2), "the new topology is not applied:\n{}", text(&out));

@@ -22,6 +22,9 @@ use meshwork_compiler::source::SourceFile;
 use super::host::{HostArgs, desired_from_file, desired_from_source, io_error};
 use crate::input::CliError;
 
+/// The verb of the apply that undoes an unconfirmed `apply --try`.
+const ROLLBACK: &str = "apply (rollback)";
+
 pub struct Options {
     pub auto_approve: bool,
     pub try_seconds: Option<u64>,
@@ -163,7 +166,11 @@ fn converge(
         }
     }
     let s = &refreshed.plan.summary;
-    let done = if t.desired.is_some() { "Apply" } else { "Destroy" };
+    let done = match (verb, t.desired.is_some()) {
+        (ROLLBACK, _) => "Rollback",
+        (_, true) => "Apply",
+        (_, false) => "Destroy",
+    };
     println!("\n{done} complete! Resources: {} added, {} changed, {} destroyed.", s.add, s.change, s.destroy);
     if let Some(seconds) = options.try_seconds {
         if !wait_for_confirmation(host, seconds)? {
@@ -181,7 +188,9 @@ fn converge(
             };
             drop(_lock);
             let back = Options { auto_approve: true, try_seconds: None };
-            converge(rt, host, previous, &back, "apply (rollback)")?;
+            let had_previous = previous.source.is_some();
+            converge(rt, host, previous, &back, ROLLBACK)?;
+            println!("{}", super::countdown::rolled_back(had_previous));
             return Ok(ExitCode::from(1));
         }
         println!("Confirmed: keeping the change.");
@@ -222,12 +231,16 @@ fn wait_for_confirmation(host: &HostArgs, seconds: u64) -> Result<bool, CliError
         });
     }
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut countdown = super::countdown::Countdown::new(std::io::stdout().is_terminal());
     while Instant::now() < deadline {
         if path.exists() || rx.try_recv().is_ok() {
+            countdown.end();
             let _ = std::fs::remove_file(&path);
             return Ok(true);
         }
+        countdown.show(deadline.saturating_duration_since(Instant::now()));
         std::thread::sleep(Duration::from_millis(100));
     }
+    countdown.end();
     Ok(false)
 }

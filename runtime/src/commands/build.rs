@@ -11,9 +11,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use meshwork_compiler::artifacts::{self, Artifact, BuildOptions, CHECKSUM_PATH};
 
+use crate::OutputFormat;
 use crate::input::{self, CliError};
 
-pub fn run(file: &Path, out: &Path, state: &Path) -> Result<ExitCode, CliError> {
+/// `build --format json`: what was written where (paths only, never contents: keys are among them).
+#[derive(serde::Serialize)]
+struct JsonBuild {
+    out: String,
+    checksum: String,
+    /// Relative to `out`, sorted; symbolic links included.
+    artifacts: Vec<String>,
+    controllers: Vec<String>,
+    nodes: Vec<String>,
+}
+
+pub fn run(file: &Path, out: &Path, state: &Path, format: OutputFormat) -> Result<ExitCode, CliError> {
     let (_analysis, net) = input::network(file)?;
     let options = BuildOptions { ca_fingerprint: input::ca_fingerprint(state)? };
     let fail = |what: &str, path: &Path, e: std::io::Error| {
@@ -42,6 +54,19 @@ pub fn run(file: &Path, out: &Path, state: &Path) -> Result<ExitCode, CliError> 
         fs::remove_dir_all(out).map_err(|e| fail("replace", out, e))?;
     }
     fs::rename(&staging, out).map_err(|e| fail("move into place", out, e))?;
+    if format == OutputFormat::Json {
+        let mut artifacts = writer.paths.into_inner().unwrap_or_else(|e| e.into_inner());
+        artifacts.sort();
+        let report = JsonBuild {
+            out: out.display().to_string(),
+            checksum,
+            artifacts,
+            controllers: net.controllers.iter().map(|c| c.name.clone()).collect(),
+            nodes: net.vxlan.nodes.iter().map(|n| n.name.clone()).collect(),
+        };
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| CliError::Message(e.to_string()))?);
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "Built {} for {} and {} into {} (checksum {checksum}).",
         meshwork::plural::count(writer.files.load(Ordering::Relaxed), "file"),
@@ -57,11 +82,13 @@ struct Writer {
     root: PathBuf,
     made: Mutex<HashSet<PathBuf>>,
     files: AtomicUsize,
+    /// Every path written, relative to the root.
+    paths: Mutex<Vec<String>>,
 }
 
 impl Writer {
     fn new(root: PathBuf) -> Self {
-        Self { root, made: Mutex::new(HashSet::new()), files: AtomicUsize::new(0) }
+        Self { root, made: Mutex::new(HashSet::new()), files: AtomicUsize::new(0), paths: Mutex::default() }
     }
 
     fn write(&self, path: &str, artifact: Artifact<'_>) -> Result<(), (PathBuf, std::io::Error)> {
@@ -83,6 +110,7 @@ impl Writer {
             }
             Artifact::Link(to) => std::os::unix::fs::symlink(to, &target).map_err(with_path)?,
         }
+        self.paths.lock().unwrap_or_else(|e| e.into_inner()).push(path.to_string());
         Ok(())
     }
 }
