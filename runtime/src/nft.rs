@@ -154,6 +154,25 @@ pub fn list_json(family: &str, name: &str) -> Result<Option<Value>, NftError> {
     serde_json::from_slice(&out.stdout).map(Some).map_err(|e| NftError::Malformed(format!("nft's own listing: {e}")))
 }
 
+/// The packet counters of meshwork's table, by the comment of the rule that holds them.
+pub fn counters_by_comment() -> Result<std::collections::BTreeMap<String, u64>, NftError> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(listing) = list_table_json()? else { return Ok(out) };
+    for item in listing["nftables"].as_array().into_iter().flatten() {
+        let rule = &item["rule"];
+        let Some(comment) = rule["comment"].as_str() else { continue };
+        let packets = rule["expr"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()));
+        if let Some(packets) = packets {
+            *out.entry(comment.to_string()).or_default() += packets;
+        }
+    }
+    Ok(out)
+}
+
 /// Deletes our table (and only it). False when it was not there.
 pub fn delete_table() -> Result<bool, NftError> {
     let out = run(&["delete", "table", FAMILY, TABLE])?;

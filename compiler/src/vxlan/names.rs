@@ -8,17 +8,22 @@
 
 /// The node's own interface on the admin overlay, as Danube names it.
 pub const ADMIN_OVERLAY_INTERFACE: &str = "adminoverlay_0";
+/// The admin-overlay bridge's end of the veth pair whose other end is `adminoverlay_0`.
+pub const ADMIN_OVERLAY_PORT: &str = "mw-adminport";
+/// Prefixes of the links a node's VXLAN part owns (besides the two above).
+pub const VXLAN_DEVICE_PREFIX: &str = "mw-vx";
+pub const BRIDGE_PREFIX: &str = "mw-br";
 /// Where pre-shared keys live: `keyset/psk/` in the keyset, `keys/psk/` beside the configs.
 pub const PSK_DIR: &str = "psk";
 /// libipsec's TUN device (userspace data path).
 pub const LIBIPSEC_TUN: &str = "ipsec0";
 
 pub fn vxlan_device(port: u16, vni: u32) -> String {
-    format!("mw-vx{port:04x}{vni:06x}")
+    format!("{VXLAN_DEVICE_PREFIX}{port:04x}{vni:06x}")
 }
 
 pub fn bridge(port: u16, vni: u32) -> String {
-    format!("mw-br{port:04x}{vni:06x}")
+    format!("{BRIDGE_PREFIX}{port:04x}{vni:06x}")
 }
 
 /// The swanctl connection (and its one child) toward `peer`: `peer-` + the name with '.' and '_'

@@ -11,6 +11,7 @@ use meshwork_compiler::model::Host;
 
 use crate::api::server::{self, ApiConfig, ApiSource};
 use crate::api::server_tls::ServerTls;
+use crate::host::identity::HostKind;
 use crate::keys::{Keyset, SubjectName};
 
 struct Source {
@@ -74,9 +75,11 @@ pub fn config(cfg: &AgentConfig, names: &[SubjectName]) -> Result<ApiConfig, Str
     let keyset = Keyset::open(&cfg.state_dir).map_err(|e| format!("keyset: {e}"))?;
     let pem = |r: crate::keys::Result<String>| r.map_err(|e| format!("keyset: {e}"));
     let now = time::OffsetDateTime::now_utc();
-    let (cert_pem, key_pem) = keyset
-        .api_server_identity(&cfg.controller, names, now)
-        .map_err(|e| format!("keyset: the API's certificate: {e}"))?;
+    let identity = match cfg.host.kind {
+        HostKind::Controller => keyset.api_server_identity(&cfg.host.name, names, now),
+        HostKind::Node => keyset.node_api_server_identity(&cfg.host.name, names, now),
+    };
+    let (cert_pem, key_pem) = identity.map_err(|e| format!("keyset: the API's certificate: {e}"))?;
     Ok(ApiConfig {
         ca_pem: pem(keyset.ca_pem())?,
         cert_pem,
@@ -95,6 +98,20 @@ pub fn names(overlay: IpAddr, underlay: &Host, listen: Option<SocketAddr>) -> Ve
         Host::Ip(ip) => SubjectName::Ip(IpAddr::from(*ip)),
         Host::Dns(name) => SubjectName::Dns(name.clone()),
     });
+    if let Some(addr) = listen.filter(|a| !a.ip().is_unspecified()) {
+        names.push(SubjectName::Ip(addr.ip()));
+    }
+    names.dedup();
+    names
+}
+
+/// The names a node's API certificate is valid for: its admin and external addresses and the
+/// address it listens on, unless that is a wildcard.
+pub fn node_names(
+    addresses: impl IntoIterator<Item = std::net::Ipv4Addr>,
+    listen: Option<SocketAddr>,
+) -> Vec<SubjectName> {
+    let mut names: Vec<SubjectName> = addresses.into_iter().map(|a| SubjectName::Ip(IpAddr::from(a))).collect();
     if let Some(addr) = listen.filter(|a| !a.ip().is_unspecified()) {
         names.push(SubjectName::Ip(addr.ip()));
     }

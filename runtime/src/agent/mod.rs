@@ -1,18 +1,23 @@
-//! `meshwork agent`: keeps a controller host what its topology says.
+//! `meshwork agent`: keeps a host (a controller or a compute node) what its topology says.
 //!
 //! A reconcile pass reads the host, plans, and repairs subsystem by subsystem (network,
 //! files, nftables, processes), so a failing one backs off on its own while the others keep
 //! converging. Passes run on a change event (nftables monitor, netlink), every second (OpenVPN
 //! processes and where clients sit), when the topology file changes or on SIGHUP, and every
 //! `resync` as a backstop. SIGTERM stops the agent and leaves the dataplane running.
+//!
+//! Besides reconciling, a controller's agent follows its clients and exchanges their locations
+//! with its peers ([`mesh`], [`routes`]); a node's agent keeps its IPsec SAs up and reports
+//! them ([`node`]).
 
 pub mod api;
 pub mod clients;
 pub mod mesh;
+pub mod node;
 pub mod routes;
 pub mod status;
 
-/// The pid of the agent running for a controller, if one does.
+/// The pid of the agent running for a host, if one does.
 pub fn running(layout: &Layout) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(layout.agent_pid()).ok()?.trim().parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -34,6 +39,7 @@ use tokio::sync::{mpsc, watch};
 use crate::api::client::ClientAuth;
 use crate::api::server_tls::ServerTls;
 use crate::host::desired::Desired;
+use crate::host::identity::{HostId, HostKind};
 use crate::host::layout::Layout;
 use crate::host::lock::Lock;
 use crate::host::resource::Kind;
@@ -44,11 +50,15 @@ use mesh::Announcement;
 use status::Status;
 
 /// Subsystems a pass repairs one by one, in dependency order.
-const SUBSYSTEMS: [(&str, &[Kind]); 4] = [
-    ("network", &[Kind::Netns, Kind::Link, Kind::Address, Kind::Route, Kind::Rule, Kind::Sysctl]),
+const SUBSYSTEMS: [(&str, &[Kind]); 5] = [
+    (
+        "network",
+        &[Kind::Netns, Kind::Link, Kind::Address, Kind::Route, Kind::Rule, Kind::Fdb, Kind::Neighbour, Kind::Sysctl],
+    ),
     ("files", &[Kind::File]),
     ("nftables", &[Kind::Nftables]),
     ("processes", &[Kind::Process]),
+    ("ipsec", &[Kind::Ike]),
 ];
 /// First wait after a subsystem fails; doubles per failure up to MAX_BACKOFF.
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
@@ -61,7 +71,7 @@ const TICK: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
     pub file: PathBuf,
-    pub controller: String,
+    pub host: HostId,
     pub state_dir: PathBuf,
     pub resync: Duration,
     pub listen: Option<SocketAddr>,
@@ -82,18 +92,38 @@ struct Backoff {
     delay: Duration,
 }
 
-/// A loaded topology: the network and what it wants on this controller.
+/// A loaded topology: the network and what it wants on this host.
 struct Loaded {
     desired: Desired,
     stamp: Stamp,
-    /// This controller's `routes.json`: next hops to every other controller.
-    table: RouteTable,
     /// Fingerprint of the topology CA: peers must agree on it as on the checksum.
     ca: String,
-    /// The other controllers and this one's peering certificate, for the mesh exchange.
-    targets: mesh::Targets,
-    /// What the API's certificate names: overlay, underlay and listen addresses.
+    /// What the API's certificate names: the host's addresses and the listen address.
     api_names: Vec<SubjectName>,
+    role: Role,
+}
+
+/// What the agent does besides reconciling, by kind of host.
+enum Role {
+    Controller {
+        /// This controller's `routes.json`: next hops to every other controller.
+        table: RouteTable,
+        /// The other controllers and this one's peering certificate, for the mesh exchange.
+        targets: mesh::Targets,
+    },
+    Node {
+        peers: node::Peers,
+    },
+}
+
+impl Loaded {
+    /// Whom the mesh poller asks (nobody, on a node).
+    fn targets(&self) -> mesh::Targets {
+        match &self.role {
+            Role::Controller { targets, .. } => targets.clone(),
+            Role::Node { .. } => mesh::Targets { peers: Vec::new(), auth: None },
+        }
+    }
 }
 
 pub struct Agent {
@@ -112,6 +142,8 @@ pub struct Agent {
     disagreeing: BTreeSet<String>,
     /// The TLS configuration of each API listener, renewed from the keyset on reload.
     api_tls: Vec<ServerTls>,
+    /// A node's SAs, restarted when they stay down.
+    ipsec: node::Tracker,
 }
 
 /// Modification time and size of a file.
@@ -151,15 +183,27 @@ fn load(cfg: &AgentConfig) -> Result<Loaded, String> {
         ));
     };
     let keyset = Keyset::open(&cfg.state_dir).map_err(|e| format!("keyset: {e}"))?;
-    let desired = Desired::new(&net, &cfg.controller, &keyset).map_err(|e| e.to_string())?;
-    let me = net.controller(&cfg.controller).ok_or_else(|| format!("no controller {:?}", cfg.controller))?;
-    let table = meshwork_compiler::emit::routes::table(&net, me);
-    let peers: Vec<(String, std::net::Ipv4Addr)> =
-        net.controllers.iter().filter(|c| c.name != me.name).map(|c| (c.name.clone(), c.overlay_ip)).collect();
-    let auth = if peers.is_empty() { None } else { Some(peer_auth(&keyset, &cfg.controller)?) };
+    let desired = Desired::new(&net, &cfg.host, &keyset).map_err(|e| e.to_string())?;
     let ca = keyset.ca_fingerprint();
-    let api_names = api::names(me.overlay_ip.into(), &me.address, cfg.listen);
-    Ok(Loaded { desired, stamp, table, ca, targets: mesh::Targets { peers, auth }, api_names })
+    match cfg.host.kind {
+        HostKind::Controller => {
+            let me = net.controller(&cfg.host.name).ok_or_else(|| format!("no {}", cfg.host))?;
+            let table = meshwork_compiler::emit::routes::table(&net, me);
+            let peers: Vec<(String, std::net::Ipv4Addr)> =
+                net.controllers.iter().filter(|c| c.name != me.name).map(|c| (c.name.clone(), c.overlay_ip)).collect();
+            let auth = if peers.is_empty() { None } else { Some(peer_auth(&keyset, &cfg.host.name)?) };
+            let api_names = api::names(me.overlay_ip.into(), &me.address, cfg.listen);
+            let role = Role::Controller { table, targets: mesh::Targets { peers, auth } };
+            Ok(Loaded { desired, stamp, ca, api_names, role })
+        }
+        HostKind::Node => {
+            let me = net.vxlan.node(&cfg.host.name).ok_or_else(|| format!("no {}", cfg.host))?;
+            let addresses = [Some(me.admin.ip), me.external.map(|e| e.ip)];
+            let api_names = api::node_names(addresses.into_iter().flatten(), cfg.listen);
+            let role = Role::Node { peers: node::Peers::of(&net, &cfg.host.name) };
+            Ok(Loaded { desired, stamp, ca, api_names, role })
+        }
+    }
 }
 
 /// This controller's peering identity, presented when it asks its peers.
@@ -176,14 +220,17 @@ fn peer_auth(keyset: &Keyset, controller: &str) -> Result<ClientAuth, String> {
 impl Agent {
     pub fn new(cfg: AgentConfig) -> Result<Agent, String> {
         let loaded = load(&cfg)?;
-        let layout = Layout::new(&cfg.state_dir, &cfg.controller);
+        let layout = Layout::new(&cfg.state_dir, &cfg.host);
         let status = Status {
-            controller: cfg.controller.clone(),
+            controller: match cfg.host.kind {
+                HostKind::Controller => cfg.host.name.clone(),
+                HostKind::Node => String::new(),
+            },
             topology: loaded.desired.topology.clone(),
             checksum: loaded.desired.checksum.clone(),
             ..Status::default()
         };
-        let (targets, _) = watch::channel(loaded.targets.clone());
+        let (targets, _) = watch::channel(loaded.targets());
         Ok(Agent {
             cfg,
             layout,
@@ -195,6 +242,7 @@ impl Agent {
             announcement: Arc::default(),
             disagreeing: BTreeSet::new(),
             api_tls: Vec::new(),
+            ipsec: node::Tracker::default(),
         })
     }
 
@@ -232,7 +280,11 @@ impl Agent {
         });
 
         let api_shutdown = Arc::new(tokio::sync::Notify::new());
-        let wants_mesh = !self.loaded.targets.peers.is_empty();
+        let mesh_address = match &self.loaded.role {
+            Role::Controller { table, targets } if !targets.peers.is_empty() => Some(table.local.overlay_ip),
+            _ => None,
+        };
+        let wants_mesh = mesh_address.is_some();
         let api_config = match (self.cfg.listen, wants_mesh) {
             (None, false) => None,
             _ => Some(api::config(&self.cfg, &self.loaded.api_names)?),
@@ -249,9 +301,8 @@ impl Agent {
             )?;
             self.api_tls.push(tls);
         }
-        if let (true, Some(config)) = (wants_mesh, api_config) {
+        if let (Some(me), Some(config)) = (mesh_address, api_config) {
             // Peers ask this agent at its overlay address, through the tunnels.
-            let me = self.loaded.table.local.overlay_ip;
             let listener = api::bind(SocketAddr::from((me, MESH_API_PORT)), true)?;
             let tls = api::start(
                 listener,
@@ -274,7 +325,7 @@ impl Agent {
         let nl = Netlink::connect().await.map_err(|e| e.to_string())?;
         let mut tick = tokio::time::interval(TICK);
         let mut resync = tokio::time::interval(self.cfg.resync);
-        eprintln!("meshwork agent: controller {} of topology {}", self.cfg.controller, self.loaded.desired.topology);
+        eprintln!("meshwork agent: {} of topology {}", self.cfg.host, self.loaded.desired.topology);
         self.pass(&nl).await;
         loop {
             let trigger = tokio::select! {
@@ -310,7 +361,7 @@ impl Agent {
                     s.checksum = loaded.desired.checksum.clone();
                     s.topology_error = None;
                 });
-                self.targets.send_replace(loaded.targets.clone());
+                self.targets.send_replace(loaded.targets());
                 self.loaded = loaded;
             }
             Err(e) => {
@@ -343,8 +394,18 @@ impl Agent {
     async fn pass(&mut self, nl: &Netlink) {
         let started = Instant::now();
         let result = self.reconcile().await;
-        if let Err(e) = self.track_routes(nl).await {
-            eprintln!("meshwork agent: routes: {e}");
+        match &self.loaded.role {
+            Role::Controller { .. } => {
+                if let Err(e) = self.track_routes(nl).await {
+                    eprintln!("meshwork agent: routes: {e}");
+                }
+            }
+            Role::Node { peers } => {
+                let ipsec = self.loaded.desired.resources.iter().any(|r| r.id.kind == Kind::Ike);
+                let work = self.layout.work();
+                let node = self.ipsec.track(&self.cfg.host.name, &self.loaded.desired, peers, ipsec.then_some(&*work));
+                self.with_status(|s| s.node = Some(node));
+            }
         }
         self.write_status();
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -360,12 +421,12 @@ impl Agent {
 
     async fn reconcile(&mut self) -> Result<(), String> {
         // An apply from the command line holds the lock: leave the host to it this time.
-        let _lock = match Lock::acquire(&self.layout.lock(), &self.cfg.controller, "agent") {
+        let _lock = match Lock::acquire(&self.layout.lock(), &self.cfg.host, "agent") {
             Ok(l) => l,
             Err(e) => return Err(e.to_string()),
         };
         let desired = &self.loaded.desired;
-        let refreshed = session::refresh(&self.layout, &self.cfg.controller, Some(desired))
+        let refreshed = session::refresh(&self.layout, &self.cfg.host, Some(desired))
             .await
             .map_err(|e| format!("cannot read the host: {e}"))?;
         let units: BTreeMap<String, bool> = desired
@@ -397,7 +458,7 @@ impl Agent {
                 }
             };
             let outcome =
-                session::apply(&self.layout, &self.cfg.controller, Some(desired), &refreshed, &sub, &mut report).await;
+                session::apply(&self.layout, &self.cfg.host, Some(desired), &refreshed, &sub, &mut report).await;
             self.with_status(|s| {
                 for kind in &repaired {
                     *s.drift_repairs.entry(kind.to_string()).or_default() += 1;
@@ -437,12 +498,14 @@ impl Agent {
         };
         let located = clients::learn(&self.layout, &running).await;
         let loaded = &self.loaded;
+        let Role::Controller { table, targets } = &loaded.role else { return Ok(()) };
+        let (table, targets) = (table.clone(), targets.clone());
         let announcement = Announcement {
-            controller: self.cfg.controller.clone(),
+            controller: self.cfg.host.name.clone(),
             topology: loaded.desired.topology.clone(),
             checksum: loaded.desired.checksum.clone(),
             ca: loaded.ca.clone(),
-            lans: loaded.table.local.lans.clone(),
+            lans: table.local.lans.clone(),
             clients: located
                 .iter()
                 .filter_map(|(name, loc)| {
@@ -455,10 +518,10 @@ impl Agent {
 
         let heard = self.hearing.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (peers, believed) =
-            mesh::assess(&loaded.targets.peers, &heard, &loaded.desired.checksum, &loaded.ca, Instant::now());
+            mesh::assess(&targets.peers, &heard, &loaded.desired.checksum, &loaded.ca, Instant::now());
         self.note_disagreements(&peers);
         let tunnels = routes::tunnels_up(nl).await?;
-        let wanted = routes::wanted(&self.loaded.table, &located, &believed, &tunnels);
+        let wanted = routes::wanted(&table, &located, &believed, &tunnels);
         let (added, removed) = routes::sync(nl, &wanted).await?;
         if added + removed > 0 {
             eprintln!("meshwork agent: routes: {added} added, {removed} removed");
@@ -530,7 +593,7 @@ mod tests {
             std::fs::write(&file, bytes).unwrap();
             let cfg = AgentConfig {
                 file,
-                controller: "east".into(),
+                host: HostId::controller("east"),
                 state_dir: dir.join("state"),
                 resync: Duration::from_secs(30),
                 listen: None,

@@ -27,7 +27,12 @@ pub struct Reconcile {
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Status {
+    /// The controller this agent keeps (empty on a node).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub controller: String,
+    /// On a node: its SAs, forwarding entries and plaintext drops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<super::node::NodeStatus>,
     pub topology: String,
     pub checksum: String,
     /// Problem with the topology file on disk (the agent keeps the last good one).
@@ -69,11 +74,12 @@ impl Status {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP meshwork_info Topology and checksum this agent applies.");
         let _ = writeln!(out, "# TYPE meshwork_info gauge");
-        let _ = writeln!(
-            out,
-            "meshwork_info{{controller=\"{}\",topology=\"{}\",checksum=\"{}\"}} 1",
-            self.controller, self.topology, self.checksum
-        );
+        let host = match &self.node {
+            Some(n) => format!("node=\"{}\"", n.node),
+            None => format!("controller=\"{}\"", self.controller),
+        };
+        let _ =
+            writeln!(out, "meshwork_info{{{host},topology=\"{}\",checksum=\"{}\"}} 1", self.topology, self.checksum);
         let _ = writeln!(out, "# HELP meshwork_reconciles_total Reconcile passes.");
         let _ = writeln!(out, "# TYPE meshwork_reconciles_total counter");
         let _ = writeln!(out, "meshwork_reconciles_total {}", self.reconciles);
@@ -131,9 +137,44 @@ impl Status {
                 let _ = writeln!(out, "meshwork_peer_clients{{peer=\"{peer}\"}} {}", p.clients);
             }
         }
+        if let Some(n) = &self.node {
+            node_metrics(&mut out, n);
+        }
         let _ = writeln!(out, "# HELP meshwork_agent_routes Routes the agent keeps (protocol 78).");
         let _ = writeln!(out, "# TYPE meshwork_agent_routes gauge");
         let _ = writeln!(out, "meshwork_agent_routes {}", self.agent_routes);
         out
+    }
+}
+
+fn node_metrics(out: &mut String, n: &super::node::NodeStatus) {
+    let _ = writeln!(
+        out,
+        "# HELP meshwork_ipsec_sa_up Whether the IPsec SA with a peer node is established (child installed)."
+    );
+    let _ = writeln!(out, "# TYPE meshwork_ipsec_sa_up gauge");
+    for (peer, up) in &n.sas {
+        let _ = writeln!(out, "meshwork_ipsec_sa_up{{peer=\"{peer}\"}} {}", u8::from(*up));
+    }
+    let _ = writeln!(out, "# HELP meshwork_ipsec_sa_restarts_total SAs the agent started again after they went down.");
+    let _ = writeln!(out, "# TYPE meshwork_ipsec_sa_restarts_total counter");
+    let _ = writeln!(out, "meshwork_ipsec_sa_restarts_total {}", n.sa_restarts);
+    let _ = writeln!(out, "# HELP meshwork_fdb_entries Static FDB entries on a VXLAN device.");
+    let _ = writeln!(out, "# TYPE meshwork_fdb_entries gauge");
+    for (device, count) in &n.fdb_entries {
+        let _ = writeln!(out, "meshwork_fdb_entries{{device=\"{device}\"}} {count}");
+    }
+    let _ = writeln!(out, "# HELP meshwork_neighbour_entries Permanent neighbour entries on a VXLAN device.");
+    let _ = writeln!(out, "# TYPE meshwork_neighbour_entries gauge");
+    for (device, count) in &n.neighbour_entries {
+        let _ = writeln!(out, "meshwork_neighbour_entries{{device=\"{device}\"}} {count}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP meshwork_plaintext_vxlan_dropped_packets_total Plaintext VXLAN dropped on the external interface."
+    );
+    let _ = writeln!(out, "# TYPE meshwork_plaintext_vxlan_dropped_packets_total counter");
+    for (direction, packets) in &n.plaintext_drops {
+        let _ = writeln!(out, "meshwork_plaintext_vxlan_dropped_packets_total{{direction=\"{direction}\"}} {packets}");
     }
 }

@@ -1,4 +1,4 @@
-//! `meshwork agent FILE --controller NAME`: the reconcile loop and the HTTPS API.
+//! `meshwork agent FILE --controller NAME|--node NAME`: the reconcile loop and the HTTPS API.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ pub fn run(file: &Path, host: &HostArgs, options: &Options) -> Result<ExitCode, 
     };
     let cfg = AgentConfig {
         file: file.to_path_buf(),
-        controller: host.controller.clone(),
+        host: host.host(),
         state_dir: host.state_dir(),
         resync: Duration::from_secs(options.resync.max(1)),
         listen: options.listen,

@@ -1,5 +1,5 @@
-//! `meshwork apply FILE|PLANFILE --controller NAME` and `meshwork destroy`: converge the host
-//! (or remove everything meshwork owns there), under the controller's lock.
+//! `meshwork apply FILE|PLANFILE --controller NAME|--node NAME` and `meshwork destroy`:
+//! converge the host (or remove everything meshwork owns there), under the host's lock.
 //!
 //! Both refuse while the controller's agent runs (see [`refuse_if_agent_runs`]).
 //!
@@ -40,12 +40,12 @@ pub fn apply(target: &Path, host: &HostArgs, options: &Options) -> Result<ExitCo
     let saved = PlanFile::load(target).map_err(io_error(&format!("cannot read {}", target.display())))?;
     let t = match saved {
         Some(plan) => {
-            if plan.controller != host.controller {
+            if plan.host != host.host() {
                 return Err(CliError::Message(format!(
-                    "{} is a plan for controller {}, not {}",
+                    "{} is a plan for {}, not {}",
                     target.display(),
-                    plan.controller,
-                    host.controller
+                    plan.host,
+                    host.host()
                 )));
             }
             let source = SourceFile::new(plan.topology_file.clone(), plan.source.clone());
@@ -85,10 +85,10 @@ fn refuse_if_agent_runs(host: &HostArgs, verb: &str) -> Result<(), CliError> {
     match meshwork::agent::running(&host.layout()) {
         None => Ok(()),
         Some(pid) => Err(CliError::Message(format!(
-            "an agent (pid {pid}) keeps controller {} as its topology file says and would undo what {verb} \
+            "an agent (pid {pid}) keeps {} as its topology file says and would undo what {verb} \
              changes; edit the agent's file instead (it reloads by itself), or stop the agent first \
              (SIGTERM leaves the dataplane running)",
-            host.controller
+            host.host()
         ))),
     }
 }
@@ -97,7 +97,7 @@ fn refuse_if_agent_runs(host: &HostArgs, verb: &str) -> Result<(), CliError> {
 pub fn confirm(host: &HostArgs) -> Result<ExitCode, CliError> {
     let path = host.layout().confirm();
     std::fs::write(&path, b"confirmed\n").map_err(io_error(&format!("cannot write {}", path.display())))?;
-    println!("Confirmed; the pending `apply --try` on controller {} keeps its change.", host.controller);
+    println!("Confirmed; the pending `apply --try` on {} keeps its change.", host.host());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -109,10 +109,10 @@ fn converge(
     verb: &str,
 ) -> Result<ExitCode, CliError> {
     let layout = host.layout();
-    let _lock = Lock::acquire(&layout.lock(), &host.controller, verb).map_err(|e| CliError::Message(e.to_string()))?;
+    let _lock = Lock::acquire(&layout.lock(), &host.host(), verb).map_err(|e| CliError::Message(e.to_string()))?;
     refuse_if_agent_runs(host, verb)?;
     let refreshed = rt
-        .block_on(session::refresh(&layout, &host.controller, t.desired.as_ref()))
+        .block_on(session::refresh(&layout, &host.host(), t.desired.as_ref()))
         .map_err(io_error("cannot read the host's state"))?;
     if let Some(saved) = &t.saved
         && saved.live != refreshed.observed.fingerprint()
@@ -135,7 +135,7 @@ fn converge(
         return Ok(ExitCode::SUCCESS);
     }
     if !refreshed.plan.is_empty() && t.saved.is_none() && !options.auto_approve {
-        ask(&host.controller, verb)?;
+        ask(&host.host(), verb)?;
     }
     let mut report = |c: &meshwork::host::plan::Change| println!("  {} {}: done", c.action.symbol(), c.id);
     if !refreshed.plan.is_empty() {
@@ -143,7 +143,7 @@ fn converge(
     }
     let result = rt.block_on(session::apply(
         &layout,
-        &host.controller,
+        &host.host(),
         t.desired.as_ref(),
         &refreshed,
         &refreshed.plan,
@@ -158,7 +158,7 @@ fn converge(
         Some(source) => std::fs::write(layout.applied_source(), source.text.as_bytes())
             .map_err(io_error("cannot record the applied topology"))?,
         None => {
-            let _ = std::fs::remove_dir_all(layout.openvpn());
+            let _ = std::fs::remove_dir_all(layout.work());
             let _ = std::fs::remove_dir_all(layout.logs());
         }
     }
@@ -189,13 +189,13 @@ fn converge(
     Ok(ExitCode::SUCCESS)
 }
 
-fn ask(controller: &str, verb: &str) -> Result<(), CliError> {
+fn ask(host: &meshwork::host::identity::HostId, verb: &str) -> Result<(), CliError> {
     if !std::io::stdin().is_terminal() {
         return Err(CliError::Message(format!(
             "refusing to {verb} without confirmation: stdin is not a terminal (pass --auto-approve, or apply a saved plan)"
         )));
     }
-    print!("\nDo you want to {verb} these actions on controller {controller}? Only 'yes' will be accepted: ");
+    print!("\nDo you want to {verb} these actions on {host}? Only 'yes' will be accepted: ");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer).map_err(io_error("cannot read the answer"))?;
@@ -209,8 +209,8 @@ fn ask(controller: &str, verb: &str) -> Result<(), CliError> {
 fn wait_for_confirmation(host: &HostArgs, seconds: u64) -> Result<bool, CliError> {
     let path = host.layout().confirm();
     println!(
-        "\nKeep this change? Press Enter, or run `meshwork apply --confirm --controller {}`, within {seconds} s.",
-        host.controller
+        "\nKeep this change? Press Enter, or run `meshwork apply --confirm {}`, within {seconds} s.",
+        host.host().as_flag()
     );
     let (tx, rx) = std::sync::mpsc::channel();
     if std::io::stdin().is_terminal() {

@@ -1,9 +1,11 @@
-//! What every verb that touches a controller host shares: which controller, which network
-//! namespace, which state directory; the topology's desired state for it; a tokio runtime.
+//! What every verb that touches a host shares: which host (a controller or a node), which
+//! network namespace, which state directory; the topology's desired state for it; a tokio
+//! runtime.
 
 use std::path::{Path, PathBuf};
 
 use meshwork::host::desired::Desired;
+use meshwork::host::identity::HostId;
 use meshwork::host::layout::Layout;
 use meshwork::keys::Keyset;
 use meshwork_compiler::source::SourceFile;
@@ -12,10 +14,14 @@ use crate::StateArg;
 use crate::input::{self, CliError};
 
 #[derive(clap::Args, Clone, Debug)]
+#[group(id = "host", required = true, multiple = false)]
 pub struct HostArgs {
-    /// The controller this host is (a `controller` name in the topology).
-    #[arg(long)]
-    pub controller: String,
+    /// This host is the controller NAME of the topology.
+    #[arg(long, value_name = "NAME", group = "host")]
+    pub controller: Option<String>,
+    /// This host is the compute node NAME of the topology.
+    #[arg(long, value_name = "NAME", group = "host")]
+    pub node: Option<String>,
     /// Act inside this named network namespace (/run/netns/NS) instead of the host's.
     #[arg(long)]
     pub netns: Option<String>,
@@ -24,11 +30,19 @@ pub struct HostArgs {
 }
 
 impl HostArgs {
+    /// Which host: clap makes sure exactly one of --controller and --node is given.
+    pub fn host(&self) -> HostId {
+        match (&self.controller, &self.node) {
+            (_, Some(node)) => HostId::node(node),
+            (Some(controller), None) => HostId::controller(controller),
+            (None, None) => unreachable!("clap requires --controller or --node"),
+        }
+    }
     pub fn state_dir(&self) -> PathBuf {
         self.state.dir()
     }
     pub fn layout(&self) -> Layout {
-        Layout::new(&self.state_dir(), &self.controller)
+        Layout::new(&self.state_dir(), &self.host())
     }
 
     /// Moves this process into `--netns` (before any thread exists, so every thread and child
@@ -56,11 +70,11 @@ impl HostArgs {
     }
 }
 
-/// The desired state of the controller from a topology file (diagnostics printed on failure).
+/// The desired state of the host from a topology file (diagnostics printed on failure).
 pub fn desired_from_file(file: &Path, host: &HostArgs) -> Result<(SourceFile, Desired), CliError> {
     let (analysis, net) = input::network(file)?;
     let keyset = host.keyset()?;
-    let d = Desired::new(&net, &host.controller, &keyset).map_err(|e| CliError::Message(e.to_string()))?;
+    let d = Desired::new(&net, &host.host(), &keyset).map_err(|e| CliError::Message(e.to_string()))?;
     Ok((analysis.file, d))
 }
 
@@ -72,7 +86,7 @@ pub fn desired_from_source(file: SourceFile, host: &HostArgs) -> Result<Desired,
         return Err(CliError::Message(format!("{} no longer compiles", analysis.file.name)));
     };
     let keyset = host.keyset()?;
-    Desired::new(&net, &host.controller, &keyset).map_err(|e| CliError::Message(e.to_string()))
+    Desired::new(&net, &host.host(), &keyset).map_err(|e| CliError::Message(e.to_string()))
 }
 
 pub fn io_error(what: &str) -> impl FnOnce(std::io::Error) -> CliError + '_ {

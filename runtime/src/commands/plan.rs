@@ -1,4 +1,5 @@
-//! `meshwork plan FILE --controller NAME`: what apply would change on this host, drift first.
+//! `meshwork plan FILE --controller NAME|--node NAME`: what apply would change on this host,
+//! drift first.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ pub fn run(
     let (source, desired) = desired_from_file(file, host)?;
     let layout = host.layout();
     let refreshed = rt
-        .block_on(session::refresh(&layout, &host.controller, Some(&desired)))
+        .block_on(session::refresh(&layout, &host.host(), Some(&desired)))
         .map_err(io_error("cannot read the host's state"))?;
     let plan = &refreshed.plan;
     let cx = Context { desired: Some(&desired), observed: &refreshed.observed, applied: refreshed.applied.as_ref() };
@@ -33,7 +34,7 @@ pub fn run(
     if let Some(out) = out {
         let saved = PlanFile {
             format: planfile::FORMAT.into(),
-            controller: host.controller.clone(),
+            host: host.host(),
             topology_file: source.name.clone(),
             source: source.text.to_string(),
             checksum: Some(desired.checksum.clone()),

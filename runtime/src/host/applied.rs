@@ -6,12 +6,15 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::identity::HostId;
 use super::resource::Resource;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Applied {
     pub topology: String,
-    pub controller: String,
+    /// Which host (records written before nodes existed name a controller, under `controller`).
+    #[serde(default)]
+    pub host: Option<HostId>,
     pub checksum: String,
     /// Every resource as observed right after the apply.
     pub resources: Vec<Resource>,

@@ -12,10 +12,12 @@ use super::applied::{Applied, AppliedNft};
 use super::desired::{Desired, digest};
 use super::layout::Layout;
 use super::observe::Observed;
+use super::parts::ipsec;
 use super::plan::{Action, Change, Plan};
 use super::resource::{Kind, ResourceId, Spec};
-use crate::daemon::{self, Unit};
-use crate::netlink::Netlink;
+use crate::daemon::{self, Program, Unit};
+use crate::netlink::{Fdb, Neighbour, Netlink, VxlanParams};
+use crate::node::strongswan;
 use crate::{netns, nft};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +36,7 @@ fn stage(change: &Change) -> (Kind, u8) {
     let spec = change.after.as_ref().or(change.before.as_ref()).map(|r| &r.spec);
     let rank = match spec {
         Some(Spec::Bridge { .. }) => 0,
-        Some(Spec::Veth { .. }) => 1,
+        Some(Spec::Veth { .. } | Spec::Vxlan { .. } | Spec::OverlayInterface { .. }) => 1,
         Some(Spec::PeerLink { .. }) => 2,
         _ => 0,
     };
@@ -117,7 +119,7 @@ impl<'a> Executor<'a> {
             let spec = &c.after.as_ref().expect("a creation has an after").spec;
             let update = c.action == Action::Update;
             let verb = if update { "update" } else { "create" };
-            self.create(spec, update).await.map_err(|e| ExecError {
+            self.create(spec, update, c).await.map_err(|e| ExecError {
                 action: verb,
                 id: c.id.clone(),
                 message: e.to_string(),
@@ -129,15 +131,67 @@ impl<'a> Executor<'a> {
         Ok(done)
     }
 
-    async fn create(&mut self, spec: &Spec, update: bool) -> io::Result<()> {
+    async fn create(&mut self, spec: &Spec, update: bool, change: &Change) -> io::Result<()> {
         match spec {
             Spec::Netns { name } => netns::create(name),
-            Spec::Bridge { name } => {
+            Spec::Bridge { name, mtu } => {
                 let nl = self.links.get(None).await?;
                 if !update {
                     nl.add_bridge(name).await?;
                 }
+                if let Some(mtu) = mtu {
+                    nl.set_mtu(name, *mtu).await?;
+                }
                 nl.set_up(name).await
+            }
+            Spec::Vxlan { name, vni, port, local, mtu, master } => {
+                let nl = self.links.get(None).await?;
+                if !update {
+                    nl.add_vxlan(name, VxlanParams::node(*vni, *port, *local)).await?;
+                }
+                nl.set_mtu(name, *mtu).await?;
+                nl.set_master(name, master).await?;
+                nl.set_up(name).await
+            }
+            Spec::OverlayInterface { name, port, bridge, mac, mtu } => {
+                let nl = self.links.get(None).await?;
+                if !update {
+                    nl.add_veth(name, port, None).await?;
+                }
+                nl.set_mac(name, *mac).await?;
+                for link in [name, port] {
+                    nl.set_mtu(link, *mtu).await?;
+                }
+                nl.set_master(port, bridge).await?;
+                nl.set_up(port).await?;
+                nl.set_up(name).await
+            }
+            Spec::Fdb { device, entries } => {
+                let nl = self.links.get(None).await?;
+                let wanted: Vec<Fdb> = entries.iter().map(|(mac, dst)| Fdb { mac: *mac, dst: *dst }).collect();
+                let stale: Vec<Fdb> =
+                    nl.fdb_entries(device).await?.into_iter().filter(|e| !wanted.contains(e)).collect();
+                nl.delete_fdb(device, &stale).await?;
+                nl.replace_fdb(device, &wanted).await
+            }
+            Spec::Neighbours { device, entries } => {
+                let nl = self.links.get(None).await?;
+                let wanted: Vec<Neighbour> = entries.iter().map(|(ip, mac)| Neighbour { ip: *ip, mac: *mac }).collect();
+                let stale: Vec<Neighbour> =
+                    nl.neighbours(device).await?.into_iter().filter(|e| !wanted.contains(e)).collect();
+                nl.delete_neighbours(device, &stale).await?;
+                nl.replace_neighbours(device, &wanted).await
+            }
+            Spec::Swanctl => {
+                let after = change.after.as_ref().map(|r| &r.attrs).ok_or_else(|| io::Error::other("no attributes"))?;
+                let work = self.layout.work();
+                strongswan::load(&work, None)?;
+                for connection in ipsec::rekeyed(change.before.as_ref().map(|r| &r.attrs), after) {
+                    // An SA that is down has nothing to re-authenticate; it comes up with the
+                    // new key.
+                    let _ = strongswan::reauthenticate(&work, None, &connection);
+                }
+                ipsec::record_loaded(self.layout, after)
             }
             Spec::Veth { name, master, peer, peer_netns } => {
                 let nl = self.links.get(None).await?;
@@ -163,7 +217,7 @@ impl<'a> Executor<'a> {
             Spec::Sysctl { netns: ns, key, value } => netns::sysctl_write(ns.as_deref(), key, value),
             Spec::File { path, mode, .. } => {
                 let f = self.desired.and_then(|d| d.files.get(path)).ok_or_else(|| io::Error::other("no content"))?;
-                write_file(&self.layout.openvpn(), path, &f.content, *mode)
+                write_file(&self.layout.work(), path, &f.content, *mode)
             }
             Spec::Nftables => {
                 let d = self.desired.ok_or_else(|| io::Error::other("no ruleset"))?;
@@ -171,7 +225,7 @@ impl<'a> Executor<'a> {
                 self.nft_loaded = true;
                 Ok(())
             }
-            Spec::Process { unit, config, netns: ns } => {
+            Spec::Process { unit, config, netns: ns, program } => {
                 let d = self.desired.ok_or_else(|| io::Error::other("no configuration"))?;
                 let sha = d
                     .resources
@@ -179,11 +233,22 @@ impl<'a> Executor<'a> {
                     .find(|r| r.id.kind == Kind::Process && r.id.name == *unit)
                     .and_then(|r| r.attrs.get("config").cloned())
                     .unwrap_or_default();
-                let unit = self.unit(unit, config, ns.clone())?;
+                let unit = self.unit(*program, unit, config, ns.clone())?;
                 if update {
                     daemon::stop(&unit.pidfile)?;
                 }
-                daemon::start(&unit, &sha).map(|_| ())
+                daemon::start(&unit, &sha)?;
+                if *program == Program::Charon {
+                    // A charon without its connections is no use: load them now, so a restart
+                    // (a changed strongswan.conf, or a dead charon) never leaves it empty.
+                    let loading = d.resources.iter().find(|r| r.id.kind == Kind::Ike).map(|r| r.attrs.clone());
+                    let work = self.layout.work();
+                    strongswan::load(&work, ns.as_deref())?;
+                    if let Some(attrs) = loading {
+                        ipsec::record_loaded(self.layout, &attrs)?;
+                    }
+                }
+                Ok(())
             }
         }
     }
@@ -197,9 +262,31 @@ impl<'a> Executor<'a> {
                     r => r,
                 }
             }
-            Spec::Bridge { name } | Spec::Veth { name, .. } | Spec::Link { name } => {
-                self.links.get(None).await?.delete_link(name).await
+            Spec::Bridge { name, .. }
+            | Spec::Veth { name, .. }
+            | Spec::Link { name }
+            | Spec::Vxlan { name, .. }
+            | Spec::OverlayInterface { name, .. } => self.links.get(None).await?.delete_link(name).await,
+            // With its device, if that goes too.
+            Spec::Fdb { device, entries } => {
+                let nl = self.links.get(None).await?;
+                if nl.link(device).await?.is_none() {
+                    return Ok(());
+                }
+                let entries: Vec<Fdb> = entries.iter().map(|(mac, dst)| Fdb { mac: *mac, dst: *dst }).collect();
+                nl.delete_fdb(device, &entries).await
             }
+            Spec::Neighbours { device, entries } => {
+                let nl = self.links.get(None).await?;
+                if nl.link(device).await?.is_none() {
+                    return Ok(());
+                }
+                let entries: Vec<Neighbour> =
+                    entries.iter().map(|(ip, mac)| Neighbour { ip: *ip, mac: *mac }).collect();
+                nl.delete_neighbours(device, &entries).await
+            }
+            // Goes with charon.
+            Spec::Swanctl => Ok(()),
             // Goes with its pair, or with its namespace.
             Spec::PeerLink { .. } => Ok(()),
             Spec::Address { netns: ns, link, net } => {
@@ -210,7 +297,7 @@ impl<'a> Executor<'a> {
             // Host settings meshwork needs but does not own: left as they are.
             Spec::Sysctl { .. } => Ok(()),
             Spec::File { path, .. } => {
-                let full = self.layout.openvpn().join(path);
+                let full = self.layout.work().join(path);
                 match std::fs::remove_file(&full) {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                     r => r,
@@ -221,13 +308,13 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn unit(&self, name: &str, config: &str, netns: Option<String>) -> io::Result<Unit> {
+    fn unit(&self, program: Program, name: &str, config: &str, netns: Option<String>) -> io::Result<Unit> {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(self.layout.run())?;
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(self.layout.logs())?;
         Ok(Unit {
-            program: daemon::Program::Openvpn,
+            program,
             name: name.to_string(),
-            dir: self.layout.openvpn(),
+            dir: self.layout.work(),
             config: config.to_string(),
             netns,
             pidfile: self.layout.pidfile(name),
@@ -277,7 +364,7 @@ pub fn record(
     };
     Applied {
         topology: desired.map(|d| d.topology.clone()).unwrap_or_default(),
-        controller: desired.map(|d| d.controller.clone()).unwrap_or_default(),
+        host: desired.map(|d| d.host.clone()),
         checksum: desired.map(|d| d.checksum.clone()).unwrap_or_default(),
         resources: observed.resources.into_values().collect(),
         nft,

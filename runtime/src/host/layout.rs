@@ -1,4 +1,4 @@
-//! Where a controller's files live inside the state directory.
+//! Where a host's files live inside the state directory.
 //!
 //! ```text
 //! STATE/controllers/<name>/openvpn/        --cd directory of every OpenVPN process
@@ -9,30 +9,43 @@
 //!                          applied.json    what the last apply left (for drift detection)
 //!                          applied.source  the topology file that apply used (for --try rollback)
 //!                          lock            held while applying
+//! STATE/nodes/<name>/strongswan/           charon's working directory: swanctl.conf,
+//!                                          strongswan.conf, the vici socket
+//!                    strongswan/keys/psk/  the node's pair keys (0600, directory 0700)
+//!                    strongswan/run/       charon's pid file
+//!                    log/, applied.json, applied.source, lock   as for controllers
 //! ```
 
 use std::path::{Path, PathBuf};
 
+use super::identity::{HostId, HostKind};
+
 #[derive(Clone, Debug)]
 pub struct Layout {
     root: PathBuf,
+    kind: HostKind,
 }
 
 impl Layout {
-    pub fn new(state: &Path, controller: &str) -> Layout {
-        // Absolute: OpenVPN is started with `--cd` and outlives the working directory's meaning.
+    pub fn new(state: &Path, host: &HostId) -> Layout {
+        // Absolute: OpenVPN and charon are started in it and outlive the working directory's
+        // meaning.
         let state = std::path::absolute(state).unwrap_or_else(|_| state.to_path_buf());
-        Layout { root: state.join("controllers").join(controller) }
+        Layout { root: state.join(host.kind.state_subdir()).join(&host.name), kind: host.kind }
     }
     pub fn root(&self) -> &Path {
         &self.root
     }
-    /// The directory OpenVPN runs in; managed files are named relative to it.
-    pub fn openvpn(&self) -> PathBuf {
-        self.root.join("openvpn")
+    /// The directory the host's daemons run in (OpenVPN's `--cd`, charon's working directory);
+    /// managed files are named relative to it.
+    pub fn work(&self) -> PathBuf {
+        self.root.join(match self.kind {
+            HostKind::Controller => "openvpn",
+            HostKind::Node => "strongswan",
+        })
     }
     pub fn run(&self) -> PathBuf {
-        self.openvpn().join("run")
+        self.work().join("run")
     }
     pub fn logs(&self) -> PathBuf {
         self.root.join("log")

@@ -1,4 +1,4 @@
-//! One apply at a time per controller: an exclusive `flock` on the controller's lock file,
+//! One apply at a time per host: an exclusive `flock` on the host's lock file,
 //! which also records who holds it so the one refused can be told.
 
 use std::fs::{File, OpenOptions};
@@ -7,10 +7,12 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use super::identity::HostId;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another meshwork holds the lock on controller {controller}: {holder}")]
-    Held { controller: String, holder: String },
+    #[error("another meshwork holds the lock on {host}: {holder}")]
+    Held { host: HostId, holder: String },
     #[error("cannot lock {path}: {source}")]
     Io { path: String, source: io::Error },
 }
@@ -23,7 +25,7 @@ pub struct Lock {
 
 impl Lock {
     /// Takes the lock without waiting; `what` describes the holder (e.g. "apply", "agent").
-    pub fn acquire(path: &Path, controller: &str, what: &str) -> Result<Lock, LockError> {
+    pub fn acquire(path: &Path, host: &HostId, what: &str) -> Result<Lock, LockError> {
         let io_err = |source| LockError::Io { path: path.display().to_string(), source };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io_err)?;
@@ -45,7 +47,7 @@ impl Lock {
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
                 let holder = if holder.is_empty() { "unknown process".to_string() } else { holder.to_string() };
-                return Err(LockError::Held { controller: controller.to_string(), holder });
+                return Err(LockError::Held { host: host.clone(), holder });
             }
             return Err(io_err(err));
         }

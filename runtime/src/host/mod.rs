@@ -1,4 +1,4 @@
-//! A controller host as meshwork owns it: what the topology wants there ([`desired`]), what is
+//! A host (a controller or a compute node) as meshwork owns it: what the topology wants there ([`desired`]), what is
 //! there now ([`observe`]), the difference ([`plan`]) and how to close it ([`execute`]).
 //!
 //! Everything is described as [`resource::Resource`]s (a kind, a name and attributes), so plan,
@@ -7,9 +7,12 @@
 pub mod applied;
 pub mod desired;
 pub mod execute;
+pub mod identity;
 pub mod layout;
 pub mod lock;
 pub mod observe;
+pub mod part;
+pub mod parts;
 pub mod plan;
 pub mod planfile;
 pub mod render;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::applied::Applied;
 use super::desired::Desired;
+use super::identity::HostId;
 use super::observe::Observed;
 use super::resource::{Kind, Resource, ResourceId, ResourceMap, by_id};
 
@@ -58,7 +59,7 @@ pub struct Summary {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Plan {
-    pub controller: String,
+    pub host: HostId,
     pub drift: Vec<Drift>,
     pub changes: Vec<Change>,
     pub summary: Summary,
@@ -73,7 +74,7 @@ impl Plan {
     pub fn only(&self, kinds: &[Kind]) -> Plan {
         let changes: Vec<Change> = self.changes.iter().filter(|c| kinds.contains(&c.id.kind)).cloned().collect();
         let drift = self.drift.iter().filter(|d| kinds.contains(&d.id.kind)).cloned().collect();
-        Plan { controller: self.controller.clone(), drift, summary: summarise(&changes), changes }
+        Plan { host: self.host.clone(), drift, summary: summarise(&changes), changes }
     }
 }
 
@@ -81,7 +82,8 @@ impl Plan {
 fn needs_replace(before: &Resource, after: &Resource) -> bool {
     let differs = |k: &str| before.attrs.get(k) != after.attrs.get(k);
     match after.id.kind {
-        Kind::Link => differs("kind") || differs("peer"),
+        // A VXLAN device's VNI, port and addressing are fixed when it is made.
+        Kind::Link => ["kind", "peer", "vni", "port", "local", "learning", "proxy"].into_iter().any(differs),
         Kind::Rule => differs("priority"),
         _ => false,
     }
@@ -104,7 +106,7 @@ fn summarise(changes: &[Change]) -> Summary {
 }
 
 /// The plan that takes `observed` to `desired` (None: destroy everything meshwork owns).
-pub fn plan(controller: &str, desired: Option<&Desired>, observed: &Observed, applied: Option<&Applied>) -> Plan {
+pub fn plan(host: &HostId, desired: Option<&Desired>, observed: &Observed, applied: Option<&Applied>) -> Plan {
     let wanted: ResourceMap = desired.map(Desired::resource_map).unwrap_or_default();
     let live = &observed.resources;
     let mut changes = Vec::new();
@@ -156,5 +158,5 @@ pub fn plan(controller: &str, desired: Option<&Desired>, observed: &Observed, ap
         }
         drift.sort_by(|a, b| a.id.cmp(&b.id));
     }
-    Plan { controller: controller.to_string(), drift, summary: summarise(&changes), changes }
+    Plan { host: host.clone(), drift, summary: summarise(&changes), changes }
 }

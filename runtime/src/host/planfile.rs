@@ -8,14 +8,16 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::identity::HostId;
 use super::plan::Summary;
 
-pub const FORMAT: &str = "meshwork-plan/1";
+/// Version 2 names the host by kind and name (version 1 knew only controllers).
+pub const FORMAT: &str = "meshwork-plan/2";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PlanFile {
     pub format: String,
-    pub controller: String,
+    pub host: HostId,
     /// As the plan command was given it (diagnostics name it).
     pub topology_file: String,
     pub source: String,
@@ -38,13 +40,19 @@ impl PlanFile {
         if !bytes.starts_with(b"{") {
             return Ok(None);
         }
-        match serde_json::from_slice::<PlanFile>(&bytes) {
-            Ok(p) if p.format == FORMAT => Ok(Some(p)),
-            Ok(p) => Err(io::Error::new(
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Ok(None) };
+        let Some(format) = value.get("format").and_then(|f| f.as_str()) else { return Ok(None) };
+        if format != FORMAT {
+            return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{} is a plan of format {}, this meshwork reads {FORMAT}", path.display(), p.format),
-            )),
-            Err(_) => Ok(None),
+                format!(
+                    "{} is a plan of format {format}, this meshwork reads {FORMAT}; make a new plan",
+                    path.display()
+                ),
+            ));
         }
+        serde_json::from_value(value).map(Some).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a valid saved plan: {e}", path.display()))
+        })
     }
 }

@@ -9,7 +9,9 @@ use similar::{ChangeTag, TextDiff};
 
 use super::applied::Applied;
 use super::desired::Desired;
+use super::identity::HostId;
 use super::observe::Observed;
+use super::parts::ipsec::KEY_ATTR_PREFIX;
 use super::plan::{Action, Plan};
 use super::resource::{Attrs, Kind, Resource, attr_changes};
 
@@ -24,12 +26,16 @@ pub struct Context<'a> {
     pub applied: Option<&'a Applied>,
 }
 
+/// `Controller east`, `Node cn-1`: how a plan names its host.
+fn capitalised(host: &HostId) -> String {
+    let text = host.to_string();
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 fn shown(attrs: &Attrs, key: &str, value: &str) -> String {
-    if key == "sha256" && attrs.get("sensitive").is_some_and(|s| s == "true") {
-        SENSITIVE.to_string()
-    } else {
-        format!("{value:?}")
-    }
+    let secret_digest = key == "sha256" && attrs.get("sensitive").is_some_and(|s| s == "true");
+    if secret_digest || key.starts_with(KEY_ATTR_PREFIX) { SENSITIVE.to_string() } else { format!("{value:?}") }
 }
 
 fn redacted(r: &Resource) -> serde_json::Value {
@@ -83,9 +89,9 @@ fn attr_lines(out: &mut String, before: Option<&Resource>, after: Option<&Resour
 pub fn text(plan: &Plan, cx: &Context<'_>) -> String {
     let mut out = String::new();
     if let Some(d) = cx.desired {
-        let _ = writeln!(out, "Controller {} of topology {} (checksum {})", d.controller, d.topology, d.checksum);
+        let _ = writeln!(out, "{} of topology {} (checksum {})", capitalised(&d.host), d.topology, d.checksum);
     } else {
-        let _ = writeln!(out, "Controller {}: destroy everything meshwork owns here", plan.controller);
+        let _ = writeln!(out, "{}: destroy everything meshwork owns here", capitalised(&plan.host));
     }
     if !plan.drift.is_empty() {
         let _ = writeln!(out, "\nChanged outside meshwork since the last apply:");
@@ -138,7 +144,7 @@ pub fn text(plan: &Plan, cx: &Context<'_>) -> String {
 pub fn json(plan: &Plan, cx: &Context<'_>) -> serde_json::Value {
     let resource = |r: &Option<Resource>| r.as_ref().map(redacted);
     json!({
-        "controller": plan.controller,
+        plan.host.kind.as_str(): plan.host.name,
         "topology": cx.desired.map(|d| d.topology.clone()),
         "checksum": cx.desired.map(|d| d.checksum.clone()),
         "drift": plan.drift.iter().map(|d| json!({

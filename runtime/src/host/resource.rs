@@ -4,12 +4,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::Ipv4Addr;
+
+use meshwork_compiler::model::vxlan::Mac;
 
 use serde::{Deserialize, Serialize};
 
+use crate::daemon::Program;
+
 /// Kinds, in the order apply creates them (and destroy removes them in reverse): a namespace
-/// before the link that goes into it, links before addresses, files before the processes that
-/// read them, the firewall before the servers that clients reach through it.
+/// before the link that goes into it, links before addresses and forwarding entries, files
+/// before the processes that read them, the firewall before the servers that clients reach
+/// through it, and strongSwan's configuration after the charon that loads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -18,10 +24,16 @@ pub enum Kind {
     Address,
     Route,
     Rule,
+    /// A VXLAN device's static forwarding table (MAC -> remote VTEP).
+    Fdb,
+    /// A VXLAN device's permanent neighbour entries (IP -> MAC), answered by proxy ARP.
+    Neighbour,
     Sysctl,
     File,
     Nftables,
     Process,
+    /// The connections and keys loaded into a running charon.
+    Ike,
 }
 
 impl Kind {
@@ -32,10 +44,13 @@ impl Kind {
             Kind::Address => "address",
             Kind::Route => "route",
             Kind::Rule => "rule",
+            Kind::Fdb => "fdb",
+            Kind::Neighbour => "neighbour",
             Kind::Sysctl => "sysctl",
             Kind::File => "file",
             Kind::Nftables => "nftables",
             Kind::Process => "process",
+            Kind::Ike => "ike",
         }
     }
 }
@@ -78,7 +93,7 @@ pub struct Resource {
 }
 
 /// The typed description of a resource, for the code that acts on it. Namespaced things carry
-/// the engine namespace they live in (None: the controller's own namespace).
+/// the engine namespace they live in (None: the host's own namespace).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Spec {
@@ -87,6 +102,27 @@ pub enum Spec {
     },
     Bridge {
         name: String,
+        /// Set explicitly (a node's overlay bridge); None leaves the kernel's.
+        #[serde(default)]
+        mtu: Option<u32>,
+    },
+    /// A node's VXLAN device (nolearning, proxy), enslaved to its overlay's bridge.
+    Vxlan {
+        name: String,
+        vni: u32,
+        port: u16,
+        local: Option<Ipv4Addr>,
+        mtu: u32,
+        master: String,
+    },
+    /// A node's own interface on an overlay (`adminoverlay_0`): one end of a veth pair with
+    /// the node's MAC, address and MTU; the other end, `port`, is a port of `bridge`.
+    OverlayInterface {
+        name: String,
+        port: String,
+        bridge: String,
+        mac: Mac,
+        mtu: u32,
     },
     /// A veth pair: `name` on the controller, enslaved to `master`; `peer` inside `peer_netns`.
     Veth {
@@ -122,19 +158,35 @@ pub enum Spec {
         key: String,
         value: String,
     },
-    /// A file under the controller's OpenVPN directory; `path` is relative to it.
+    /// The whole static forwarding table of a VXLAN device: MAC -> the VTEP behind which it is.
+    Fdb {
+        device: String,
+        entries: Vec<(Mac, Ipv4Addr)>,
+    },
+    /// The whole set of permanent neighbour entries on a VXLAN device.
+    Neighbours {
+        device: String,
+        entries: Vec<(Ipv4Addr, Mac)>,
+    },
+    /// A file under the host's working directory ([`Layout::work`](super::layout::Layout::work));
+    /// `path` is relative to it.
     File {
         path: String,
         mode: u32,
         secret: bool,
     },
     Nftables,
-    /// An OpenVPN process started with `--cd <openvpn dir> --config <config>`.
+    /// A daemon started in the host's working directory with `config`: OpenVPN, or charon.
     Process {
         unit: String,
         config: String,
         netns: Option<String>,
+        /// Records written before nodes existed hold OpenVPN.
+        #[serde(default)]
+        program: Program,
     },
+    /// `swanctl.conf` and the keys it includes, loaded into the host's charon.
+    Swanctl,
 }
 
 impl Resource {

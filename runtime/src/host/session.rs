@@ -1,4 +1,4 @@
-//! One pass over a controller: read the last apply's record, observe the host, plan; and apply
+//! One pass over a host: read the last apply's record, observe the host, plan; and apply
 //! a plan, recording what the host looks like afterwards.
 
 use std::io;
@@ -6,6 +6,7 @@ use std::io;
 use super::applied::Applied;
 use super::desired::Desired;
 use super::execute::{self, ExecError, Executor};
+use super::identity::HostId;
 use super::layout::Layout;
 use super::observe::{self, Observed};
 use super::plan::{self, Change, Plan};
@@ -17,11 +18,11 @@ pub struct Refreshed {
     pub plan: Plan,
 }
 
-pub async fn refresh(layout: &Layout, controller: &str, desired: Option<&Desired>) -> io::Result<Refreshed> {
+pub async fn refresh(layout: &Layout, host: &HostId, desired: Option<&Desired>) -> io::Result<Refreshed> {
     let applied = Applied::load(&layout.applied())?;
     let wanted = desired.map(Desired::resource_map).unwrap_or_default();
-    let observed = observe::observe(layout, controller, applied.as_ref(), &wanted).await?;
-    let plan = plan::plan(controller, desired, &observed, applied.as_ref());
+    let observed = observe::observe(layout, host, applied.as_ref(), &wanted).await?;
+    let plan = plan::plan(host, desired, &observed, applied.as_ref());
     Ok(Refreshed { applied, observed, plan })
 }
 
@@ -39,7 +40,7 @@ pub enum ApplyError {
 /// truth). Returns the number of actions done.
 pub async fn apply(
     layout: &Layout,
-    controller: &str,
+    host: &HostId,
     desired: Option<&Desired>,
     refreshed: &Refreshed,
     plan: &Plan,
@@ -61,7 +62,7 @@ pub async fn apply(
     let nft_loaded = exec.nft_loaded || (wanted_ruleset.is_some() && wanted_ruleset == live_ruleset);
     let wanted = desired.map(Desired::resource_map).unwrap_or_default();
     let after =
-        observe::observe(layout, controller, refreshed.applied.as_ref(), &wanted).await.map_err(ApplyError::Observe)?;
+        observe::observe(layout, host, refreshed.applied.as_ref(), &wanted).await.map_err(ApplyError::Observe)?;
     if desired.is_none() && outcome.is_ok() {
         // Destroyed: nothing is left to compare with.
         for path in [layout.applied(), layout.applied_source()] {

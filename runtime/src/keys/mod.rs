@@ -464,6 +464,26 @@ impl Keyset {
         )
     }
 
+    /// The same for a compute node's agent, which has no certificate of its own in the keyset:
+    /// valid until the CA expires.
+    pub fn node_api_server_identity(
+        &self,
+        node: &str,
+        names: &[SubjectName],
+        now: OffsetDateTime,
+    ) -> Result<(String, String)> {
+        store::check_name(node)?;
+        let not_before = normalize(now) - self.policy.backdate;
+        pki::issue_api_server(
+            &self.issuer()?,
+            &self.index.topology,
+            &format!("node {node} API"),
+            names,
+            not_before,
+            self.index.ca.not_after,
+        )
+    }
+
     /// The tls-crypt static key. A secret: never print it.
     pub fn tls_crypt(&self) -> Result<String> {
         store::read_text(&self.layout.file(TLS_CRYPT))

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::host::identity::HostId;
 use crate::host::layout::Layout;
 use layout::LabLayout;
 
@@ -76,7 +77,7 @@ impl Lab {
         self.root.join("clients").join(client)
     }
     pub fn controller(&self, name: &str) -> Layout {
-        Layout::new(&self.state(), name)
+        Layout::new(&self.state(), &HostId::controller(name))
     }
 
     pub fn load(&self) -> Result<Record, String> {

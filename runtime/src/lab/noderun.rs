@@ -4,9 +4,9 @@
 //! before meshwork (its namespace, admin and external interfaces) and what the tests need
 //! around it (segments, internet, VMs, counters).
 //!
-//! A node's state is under `<state>/nodes/<name>/` (charon's directory `strongswan/`, its pid
-//! file `strongswan/run/charon.pid`, the agent's `status.json`); the lab keeps the pid of each
-//! node agent it started in `<lab>/nodes/<name>/agent.json`.
+//! A node's state is under `<state>/nodes/<name>/` ([`Layout`]: charon's directory
+//! `strongswan/`, its pid file `strongswan/run/charon.pid`, the agent's `agent.pid` and
+//! `status.json`).
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -14,12 +14,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use meshwork_compiler::network::Network;
-use serde::{Deserialize, Serialize};
 
 use super::nodes::{LabNode, NodeLayout};
 use super::run::{Progress, logged_command, netlink_runtime, spawn_logged, tail};
 use super::{Lab, Record, nodeworld};
+use crate::agent;
 use crate::daemon;
+use crate::host::identity::HostId;
+use crate::host::layout::Layout;
 use crate::node::strongswan;
 
 /// How long `lab up` waits for every IPsec pair's child SA.
@@ -27,27 +29,23 @@ pub const SA_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node's agent gets to write its first status.
 const AGENT_START: Duration = Duration::from_secs(15);
 
-/// A node's state directory in the lab's state.
-pub fn node_dir(lab: &Lab, node: &str) -> PathBuf {
-    lab.state().join("nodes").join(node)
+/// A node's files in the lab's state (`<state>/nodes/<name>/`).
+pub fn layout(lab: &Lab, node: &str) -> Layout {
+    Layout::new(&lab.state(), &HostId::node(node))
 }
 
 /// charon's directory (working directory, vici socket, pid file) of a node.
 pub fn charon_dir(lab: &Lab, node: &str) -> PathBuf {
-    node_dir(lab, node).join("strongswan")
+    layout(lab, node).work()
 }
 
 pub fn charon_pidfile(lab: &Lab, node: &str) -> PathBuf {
-    charon_dir(lab, node).join("run").join("charon.pid")
+    strongswan::unit(&charon_dir(lab, node), "", None).pidfile
 }
 
 /// The node agent's status (`status.json`), if it wrote one.
 pub fn agent_status(lab: &Lab, node: &str) -> Option<serde_json::Value> {
-    serde_json::from_str(&fs::read_to_string(node_dir(lab, node).join("status.json")).ok()?).ok()
-}
-
-fn lab_node_dir(lab: &Lab, node: &str) -> PathBuf {
-    lab.root.join("nodes").join(node)
+    serde_json::from_str(&fs::read_to_string(layout(lab, node).status_file()).ok()?).ok()
 }
 
 fn node_args<'a>(record: &'a Record, state: &'a str, n: &'a LabNode) -> Vec<&'a str> {
@@ -114,33 +112,9 @@ pub fn apply(lab: &Lab, record: &Record, nodes: &[&LabNode]) -> Result<(), Strin
     if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
 }
 
-/// The pid of a process the lab started, with its start time (so a recycled pid is never
-/// signalled).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Started {
-    pid: u32,
-    start_time: u64,
-}
-
-/// Field 22 of /proc/PID/stat (start time in clock ticks); None if the process is gone or a
-/// zombie.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
-    if fields.first() == Some(&"Z") {
-        return None;
-    }
-    fields.get(22 - 3)?.parse().ok()
-}
-
-fn agent_record(lab: &Lab, node: &str) -> PathBuf {
-    lab_node_dir(lab, node).join("agent.json")
-}
-
-/// The node's agent the lab started, if it still runs.
+/// The node's agent, if one runs.
 pub fn agent_pid(lab: &Lab, node: &str) -> Option<u32> {
-    let started: Started = serde_json::from_str(&fs::read_to_string(agent_record(lab, node)).ok()?).ok()?;
-    (start_time(started.pid) == Some(started.start_time)).then_some(started.pid)
+    agent::running(&layout(lab, node))
 }
 
 /// Starts `meshwork agent --node` for a node, detached (its own session), and waits until it
@@ -158,22 +132,15 @@ pub fn start_agent(lab: &Lab, record: &Record, n: &LabNode) -> Result<(), String
     unsafe {
         cmd.pre_exec(|| if libc::setsid() == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
     }
-    let status = node_dir(lab, &n.name).join("status.json");
-    let _ = fs::remove_file(&status);
     let mut child = cmd.spawn().map_err(|e| format!("cannot start the agent of node {}: {e}", n.name))?;
-    let started = Started { pid: child.id(), start_time: start_time(child.id()).unwrap_or(0) };
-    let dir = lab_node_dir(lab, &n.name);
-    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    fs::write(agent_record(lab, &n.name), serde_json::to_vec(&started).unwrap_or_default())
-        .map_err(|e| format!("cannot record the agent of node {}: {e}", n.name))?;
     let deadline = Instant::now() + AGENT_START;
-    while !status.exists() {
+    while agent_pid(lab, &n.name).is_none() {
         if let Ok(Some(exit)) = child.try_wait() {
             return Err(format!("the agent of node {} exited ({exit}):\n{}", n.name, tail(&log, 15)));
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "the agent of node {} wrote no status within {} s:\n{}",
+                "the agent of node {} did not start within {} s:\n{}",
                 n.name,
                 AGENT_START.as_secs(),
                 tail(&log, 15)
@@ -189,7 +156,7 @@ pub fn start_agent(lab: &Lab, record: &Record, n: &LabNode) -> Result<(), String
 /// Signals the node's agent and waits up to 5 s for it to go (then SIGKILL).
 pub fn stop_agent(lab: &Lab, node: &str, signal: i32) {
     let Some(pid) = agent_pid(lab, node) else { return };
-    // SAFETY: kill(2) on the pid of the agent the lab started, its start time checked.
+    // SAFETY: kill(2) on the pid the node's agent wrote (checked to be an agent).
     unsafe { libc::kill(pid as i32, signal) };
     let deadline = Instant::now() + Duration::from_secs(5);
     while agent_pid(lab, node).is_some() && Instant::now() < deadline {
@@ -199,7 +166,7 @@ pub fn stop_agent(lab: &Lab, node: &str, signal: i32) {
         // SAFETY: as above.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
-    let _ = fs::remove_file(agent_record(lab, node));
+    let _ = fs::remove_file(layout(lab, node).agent_pid());
 }
 
 /// The IPsec peers of a node whose child SA charon has installed, and those it has not.

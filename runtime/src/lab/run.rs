@@ -268,9 +268,9 @@ pub fn sync(
 fn admitted_everywhere(lab: &Lab, record: &Record, client: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let live = || record.layout.controllers.iter().filter(|c| !record.killed.contains(&c.name));
-    while !live().all(|c| {
-        lab.controller(&c.name).openvpn().join(meshwork_compiler::emit::openvpn::CCD_DIR).join(client).exists()
-    }) {
+    while !live()
+        .all(|c| lab.controller(&c.name).work().join(meshwork_compiler::emit::openvpn::CCD_DIR).join(client).exists())
+    {
         if Instant::now() > deadline {
             return Err(format!("the agents did not admit {client} within 60 s (see {})", lab.logs().display()));
         }

@@ -5,6 +5,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use futures_util::TryStreamExt;
+use meshwork_compiler::model::vxlan::Mac;
 use rtnetlink::packet_route::link::{
     InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
@@ -26,6 +27,9 @@ pub struct LinkInfo {
     /// Administratively up (`IFF_UP`).
     pub up: bool,
     pub mtu: u32,
+    /// The link-layer address (`IFLA_ADDRESS`), for Ethernet-like links.
+    #[serde(default)]
+    pub mac: Option<Mac>,
 }
 
 impl LinkInfo {
@@ -37,11 +41,13 @@ impl LinkInfo {
             master: None,
             up: msg.header.flags.contains(LinkFlags::Up),
             mtu: 0,
+            mac: None,
         };
         for attr in &msg.attributes {
             match attr {
                 LinkAttribute::IfName(name) => info.name = name.clone(),
                 LinkAttribute::Mtu(mtu) => info.mtu = *mtu,
+                LinkAttribute::Address(bytes) => info.mac = <[u8; 6]>::try_from(bytes.as_slice()).ok().map(Mac),
                 LinkAttribute::Controller(index) if *index != 0 => info.master = names.get(index).cloned(),
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
@@ -187,6 +193,14 @@ impl Netlink {
         let index = self.index_of(link).await.map_err(|e| super::ctx(e, &what))?;
         let master_index = self.index_of(master).await.map_err(|e| super::ctx(e, &what))?;
         let msg = LinkUnspec::new_with_index(index).controller(master_index).build();
+        self.handle.link().set(msg).execute().await.map_err(|e| self.error(e, format_args!("{what}")))
+    }
+
+    /// `ip link set LINK address MAC`.
+    pub async fn set_mac(&self, link: &str, mac: Mac) -> io::Result<()> {
+        let what = format!("cannot set the address of {link} to {mac}");
+        let index = self.index_of(link).await.map_err(|e| super::ctx(e, &what))?;
+        let msg = LinkUnspec::new_with_index(index).address(mac.0.to_vec()).build();
         self.handle.link().set(msg).execute().await.map_err(|e| self.error(e, format_args!("{what}")))
     }
 

@@ -2,6 +2,7 @@
 //! compiled `network.json` says, and strongSwan run and loaded from its `swanctl.conf`. Plan,
 //! apply and the agent for nodes come with the host-model reshape of issue 11.
 
+pub mod datapath;
 pub mod dataplane;
 pub mod keys;
 pub mod strongswan;

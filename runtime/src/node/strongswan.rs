@@ -86,19 +86,50 @@ pub fn reauthenticate(dir: &Path, netns: Option<&str>, connection: &str) -> io::
 
 /// The established IKE SAs: (connection, unique id).
 pub fn established_ike_sas(dir: &Path, netns: Option<&str>) -> io::Result<Vec<(String, u32)>> {
+    Ok(ike_sas(dir, netns)?.into_iter().filter(|sa| sa.established).map(|sa| (sa.name, sa.id)).collect())
+}
+
+/// An IKE SA in any state (connecting, established, rekeying, …).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IkeSa {
+    pub name: String,
+    pub id: u32,
+    pub established: bool,
+}
+
+/// Every IKE SA charon in `dir` holds.
+pub fn ike_sas(dir: &Path, netns: Option<&str>) -> io::Result<Vec<IkeSa>> {
     Ok(parse_ike_sas(&swanctl(dir, netns, &["--list-sas"])?))
 }
 
-/// Top-level lines of `swanctl --list-sas`: `NAME: #ID, ESTABLISHED, IKEv2, …`.
-fn parse_ike_sas(text: &str) -> Vec<(String, u32)> {
+/// Top-level lines of `swanctl --list-sas`: `NAME: #ID, STATE, IKEv2, …`.
+fn parse_ike_sas(text: &str) -> Vec<IkeSa> {
     text.lines()
         .filter(|l| !l.starts_with(' '))
         .filter_map(|l| {
             let (name, rest) = l.split_once(": #")?;
             let (id, rest) = rest.split_once(", ")?;
-            rest.starts_with("ESTABLISHED").then(|| Some((name.to_string(), id.parse().ok()?)))?
+            Some(IkeSa { name: name.to_string(), id: id.parse().ok()?, established: rest.starts_with("ESTABLISHED") })
         })
         .collect()
+}
+
+/// Starts the IKE SA (and its child) of `connection` without waiting for it: charon goes on
+/// trying by itself; `swanctl` is left to finish in the background.
+pub fn initiate_detached(dir: &Path, netns: Option<&str>, connection: &str) -> io::Result<()> {
+    let mut cmd = Command::new("swanctl");
+    cmd.args(["--initiate", "--child", connection, "--timeout", "1", "--uri", VICI_SOCKET])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(ns) = netns {
+        netns::prepare_command(&mut cmd, ns)?;
+    }
+    let mut child = cmd.spawn()?;
+    // Reaped in the background, so no zombie is left.
+    std::thread::spawn(move || child.wait());
+    Ok(())
 }
 
 /// A child SA that is installed, as `swanctl --list-sas` shows it.
@@ -185,7 +216,13 @@ peer-cn-4: #2, CONNECTING, IKEv2, 0a77_i* 0000_r
     }
 
     #[test]
-    fn established_ike_sas_are_read_with_their_ids() {
-        assert_eq!(parse_ike_sas(LIST_SAS), vec![("peer-cn-3".to_string(), 1)]);
+    fn ike_sas_are_read_with_their_ids_and_state() {
+        assert_eq!(
+            parse_ike_sas(LIST_SAS),
+            vec![
+                IkeSa { name: "peer-cn-3".into(), id: 1, established: true },
+                IkeSa { name: "peer-cn-4".into(), id: 2, established: false },
+            ]
+        );
     }
 }

@@ -30,6 +30,12 @@ pub const STRONGSWAN_CONF: &str = "strongswan.conf";
 /// finds that the kernel cannot hold an ESP SA.
 pub const STRONGSWAN_USERSPACE_CONF: &str = "strongswan-userspace.conf";
 
+/// The node's nft table: `nftables.json` (`nft -j -f` input) and `nftables.nft` (for review).
+pub fn ruleset(net: &Network, node: &NodeNet) -> (String, String) {
+    let rs = nftables::plan(&net.vxlan, node);
+    (crate::emit::nftables::to_json(&crate::emit::nftables::json::render(&rs)), nftables::text(net, node, &rs))
+}
+
 /// Every artifact of `node`, paths relative to its directory, in a fixed order.
 pub fn artifacts(net: &Network, node: &NodeNet) -> Vec<(String, String)> {
     let vx = &net.vxlan;
@@ -44,9 +50,9 @@ pub fn artifacts(net: &Network, node: &NodeNet) -> Vec<(String, String)> {
             out.push((file.to_string(), content));
         }
     }
-    let rs = nftables::plan(vx, node);
-    out.push((NFTABLES_JSON.to_string(), crate::emit::nftables::to_json(&crate::emit::nftables::json::render(&rs))));
-    out.push((NFTABLES_NFT.to_string(), nftables::text(net, node, &rs)));
+    let (json, text) = ruleset(net, node);
+    out.push((NFTABLES_JSON.to_string(), json));
+    out.push((NFTABLES_NFT.to_string(), text));
     out.push((IPF_CONF.to_string(), ipf::conf(vx, node)));
     out
 }
