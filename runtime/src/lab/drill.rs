@@ -35,9 +35,10 @@ pub struct DrillReport {
     /// The cross-PDC flow watched (`b-web -> b-db icmp`), if the node has a vNIC peer in
     /// another PDC.
     pub cross_pdc: Option<String>,
-    /// Seconds after the kill when the cross-PDC flow was first not answered.
+    /// Seconds after charon was gone when a probe of the cross-PDC flow first went unanswered.
     pub stopped_after: Option<f64>,
-    /// Seconds after the kill when it was answered again (the agent brought the tunnel back).
+    /// Seconds after charon was gone when a probe of it was answered again (the agent brought
+    /// the tunnel back).
     pub back_after: Option<f64>,
     /// The same-PDC flow watched, if the node has a vNIC peer in its own PDC.
     pub same_pdc: Option<String>,
@@ -120,8 +121,9 @@ pub fn run(lab: &Lab, net: &Network, node: &str, fault: Fault, timeout: Duration
         }
     }
     let (plaintext_before, esp_before) = wire_now(&record);
-    let killed = Instant::now();
     let charon_was_running = noderun::kill(lab, node, fault)?;
+    // Times count from the moment charon is gone (the kill waits for it to exit).
+    let killed = Instant::now();
     let mut report = DrillReport {
         node: node.to_owned(),
         fault: match fault {
@@ -144,6 +146,8 @@ pub fn run(lab: &Lab, net: &Network, node: &str, fault: Fault, timeout: Duration
     let deadline = killed + timeout;
     loop {
         let tick = Instant::now();
+        // A flow's state is when its probe was sent.
+        let at = tick.duration_since(killed).as_secs_f64();
         // Both flows at once: a lost probe costs its whole wait.
         let (tx, rx) = mpsc::channel();
         std::thread::scope(|s| {
@@ -157,7 +161,6 @@ pub fn run(lab: &Lab, net: &Network, node: &str, fault: Fault, timeout: Duration
             }
         });
         drop(tx);
-        let at = killed.elapsed().as_secs_f64();
         for (which, ok) in rx {
             match which {
                 "same" => {

@@ -270,8 +270,7 @@ pub fn kill(lab: &Lab, node: &str, fault: Fault) -> Result<bool, String> {
     if fault == Fault::Node {
         stop_agent(lab, node, libc::SIGKILL);
     }
-    let was_running =
-        daemon::stop(&charon_pidfile(lab, node)).map_err(|e| format!("cannot stop the charon of {node}: {e}"))?;
+    let was_running = stop_charon(lab, node)?;
     if fault == Fault::Node {
         let rt = netlink_runtime()?;
         rt.block_on(nodeworld::set_node_links(&record.nodes, &n, false))
@@ -280,6 +279,24 @@ pub fn kill(lab: &Lab, node: &str, fault: Fault) -> Result<bool, String> {
         lab.save(&record)?;
     }
     Ok(was_running)
+}
+
+/// Stops a node's charon as a crash would: SIGTERM to the pid its pid file names (checked to be
+/// charon, started when the file says), and the pid file left where it is. Removing it would
+/// race with the agent, which may already have started the next charon and written its own.
+fn stop_charon(lab: &Lab, node: &str) -> Result<bool, String> {
+    let pidfile = charon_pidfile(lab, node);
+    let record = daemon::status(&pidfile).map_err(|e| format!("cannot read {}: {e}", pidfile.display()))?;
+    let Some(record) = record.filter(|r| r.program == daemon::Program::Charon) else { return Ok(false) };
+    // SAFETY: kill(2) on the pid of a running charon, as its pid file and start time say.
+    if unsafe { libc::kill(record.pid as i32, libc::SIGTERM) } == -1 {
+        return Err(format!("cannot stop the charon of {node}: {}", std::io::Error::last_os_error()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while daemon::status(&pidfile).ok().flatten().is_some_and(|r| r.pid == record.pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(true)
 }
 
 /// `lab restore NODE`: its links up, applied again (charon starts), its agent started.

@@ -203,7 +203,7 @@ pub fn test_text(rows: &[Row]) -> String {
     let tested = rows.len() - skipped;
     let _ = write!(out, "\n{} of {tested} expectations hold with real packets", tested - failed);
     if skipped > 0 {
-        let _ = write!(out, "; {skipped} skipped while a controller is down");
+        let _ = write!(out, "; {skipped} skipped while a controller or node is down");
     }
     out.push_str(".\n");
     out
