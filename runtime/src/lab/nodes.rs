@@ -313,10 +313,10 @@ mod tests {
             [
                 ("a-web", "cn-1", "mwl-abc123-vm-a-web", "mw-vm0", 1346, Some(10)),
                 ("p-app", "cn-1", "mwl-abc123-vm-p-app", "mw-vm1", 1450, None),
-                ("b-web", "cn-2", "mwl-abc123-vm-b-web", "mw-vm2", 1350, None),
+                ("b-web", "cn-2", "mwl-abc123-vm-b-web", "mw-vm2", 1346, None),
                 ("p-store", "cn-2", "mwl-abc123-vm-p-store", "mw-vm3", 1450, None),
                 ("a-db", "cn-3", "mwl-abc123-vm-a-db", "mw-vm4", 1346, Some(10)),
-                ("b-db", "cn-3", "mwl-abc123-vm-b-db", "mw-vm5", 1350, None),
+                ("b-db", "cn-3", "mwl-abc123-vm-b-db", "mw-vm5", 1346, None),
                 ("a-cache", "cn-4", "mwl-abc123-vm-a-cache", "mw-vm6", 1346, Some(10)),
             ]
         );

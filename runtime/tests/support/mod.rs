@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod lab;
 
 use std::fs;
 use std::io::{Read, Write};
