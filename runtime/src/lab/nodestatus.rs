@@ -70,7 +70,7 @@ fn fdb_entries(net: &Network, n: &LabNode) -> Option<usize> {
 }
 
 fn plaintext_dropped(n: &LabNode) -> Option<u64> {
-    let listing = netns::run_in(&n.netns, || nft::list_table_json()).ok()?.ok()??;
+    let listing = netns::run_in(&n.netns, nft::list_table_json).ok()?.ok()??;
     let c = wire::counters_of(&listing);
     Some(c.get(PLAINTEXT_IN).copied().unwrap_or(0) + c.get(PLAINTEXT_OUT).copied().unwrap_or(0))
 }
