@@ -17,7 +17,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde_json::Value;
-use support::lab::{LabDown, charon_available, lab, status};
+use support::lab::{LabDown, lab, status};
+use support::node_hosts::charon_installed;
 use support::{Lab, kernel_tests_possible, output};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/two-pdc.kdl");
@@ -86,7 +87,7 @@ fn lab_test_holds(state: &Path) {
 
 #[test]
 fn two_pdc_lab_up_test_drill_and_down() {
-    if !kernel_tests_possible() || !charon_available() {
+    if !kernel_tests_possible() || !charon_installed() {
         return;
     }
     let scratch = Lab::new("labnodes");

@@ -19,7 +19,6 @@ use std::fs;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use meshwork::daemon;
@@ -27,6 +26,7 @@ use meshwork::netlink::Netlink;
 use meshwork::node::strongswan;
 use meshwork_compiler::emit::node::network::{NodeNetwork, from_json};
 use meshwork_compiler::source::SourceFile;
+use support::node_hosts::counter;
 use support::{Lab, kernel_tests_possible, ping, ping_df, run, tcp_reaches, tcp_server, wait_until};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/two-pdc.kdl");
@@ -44,27 +44,6 @@ fn ip_n(ns: &str, args: &[&str]) {
     let mut full = vec!["-n", ns];
     full.extend_from_slice(args);
     run("ip", &full);
-}
-
-/// The counter of the rule with `comment` in `ns`'s table `inet TABLE`.
-fn counter(ns: &str, table: &str, comment: &str) -> u64 {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-j", "list", "table", "inet", table])
-        .output()
-        .expect("nft");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j");
-    for item in v["nftables"].as_array().expect("array") {
-        let Some(rule) = item.get("rule") else { continue };
-        if rule["comment"] != comment {
-            continue;
-        }
-        for e in rule["expr"].as_array().expect("expr") {
-            if let Some(c) = e.get("counter") {
-                return c["packets"].as_u64().expect("packets");
-            }
-        }
-    }
-    panic!("no counter {comment} in {ns}: {v}");
 }
 
 #[test]

@@ -69,6 +69,13 @@ pub fn engine_netns(engine: &str) -> String {
     format!("mw-{engine}")
 }
 
+/// What the namespaces of `controller`'s engines start with: [`engine_netns`] of
+/// [`engine_name`](crate::network::engine_name) without the index, so a namespace left by an
+/// engine that is gone is still recognised as the controller's.
+pub fn engine_netns_prefix(controller: &str) -> String {
+    engine_netns(&crate::network::engine_name(controller, 0)).trim_end_matches('0').to_string()
+}
+
 pub fn peer_conf(remote: &str) -> String {
     format!("peer-{remote}.conf")
 }

@@ -107,7 +107,7 @@ struct Loaded {
 enum Role {
     Controller {
         /// This controller's `routes.json`: next hops to every other controller.
-        table: RouteTable,
+        table: Box<RouteTable>,
         /// The other controllers and this one's peering certificate, for the mesh exchange.
         targets: mesh::Targets,
     },
@@ -193,7 +193,7 @@ fn load(cfg: &AgentConfig) -> Result<Loaded, String> {
                 net.controllers.iter().filter(|c| c.name != me.name).map(|c| (c.name.clone(), c.overlay_ip)).collect();
             let auth = if peers.is_empty() { None } else { Some(peer_auth(&keyset, &cfg.host.name)?) };
             let api_names = api::names(me.overlay_ip.into(), &me.address, cfg.listen);
-            let role = Role::Controller { table, targets: mesh::Targets { peers, auth } };
+            let role = Role::Controller { table: Box::new(table), targets: mesh::Targets { peers, auth } };
             Ok(Loaded { desired, stamp, ca, api_names, role })
         }
         HostKind::Node => {

@@ -178,3 +178,37 @@ fn node_metrics(out: &mut String, n: &super::node::NodeStatus) {
         let _ = writeln!(out, "meshwork_plaintext_vxlan_dropped_packets_total{{direction=\"{direction}\"}} {packets}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::node::NodeStatus;
+    use super::*;
+
+    #[test]
+    fn a_nodes_metrics_name_the_node_its_sas_tables_and_plaintext_drops() {
+        let node = NodeStatus {
+            node: "cn-2".into(),
+            sas: [("cn-3".to_string(), true), ("cn-4".to_string(), false)].into(),
+            fdb_entries: [("mw-vx12b600007c".to_string(), 2)].into(),
+            neighbour_entries: [("mw-vx12b600007c".to_string(), 2)].into(),
+            plaintext_drops: [("in".to_string(), 0), ("out".to_string(), 7)].into(),
+            sa_restarts: 1,
+        };
+        let s = Status { topology: "two-pdc".into(), node: Some(node), ..Status::default() };
+        let m = s.metrics();
+        for line in [
+            "meshwork_info{node=\"cn-2\",topology=\"two-pdc\",checksum=\"\"} 1",
+            "meshwork_ipsec_sa_up{peer=\"cn-3\"} 1",
+            "meshwork_ipsec_sa_up{peer=\"cn-4\"} 0",
+            "meshwork_ipsec_sa_restarts_total 1",
+            "meshwork_fdb_entries{device=\"mw-vx12b600007c\"} 2",
+            "meshwork_neighbour_entries{device=\"mw-vx12b600007c\"} 2",
+            "meshwork_plaintext_vxlan_dropped_packets_total{direction=\"out\"} 7",
+        ] {
+            assert!(m.lines().any(|l| l == line), "no {line:?} in\n{m}");
+        }
+        let json = s.json();
+        assert!(json.get("controller").is_none(), "a node's status names no controller");
+        assert_eq!(json["node"]["sas"]["cn-3"], true);
+    }
+}

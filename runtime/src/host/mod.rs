@@ -18,6 +18,7 @@ pub mod planfile;
 pub mod render;
 pub mod resource;
 pub mod session;
+pub mod unit;
 
 /// Route protocol number of meshwork's static routes (engines' default routes, LANs and peers):
 /// how meshwork recognises its own routes when it reads the kernel's tables.

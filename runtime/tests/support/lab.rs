@@ -31,16 +31,3 @@ pub fn lab(state: &Path, args: &[&str]) -> String {
 pub fn status(state: &Path) -> serde_json::Value {
     serde_json::from_str(&lab(state, &["status", "--format", "json"])).expect("status JSON")
 }
-
-/// Whether strongSwan's charon-systemd is installed (looked for, not run: `--version` would
-/// start the daemon). Without it a test is skipped, except under CI, where it fails.
-pub fn charon_available() -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin")]).any(|d| d.join("charon-systemd").exists())
-    });
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "kernel test needs charon-systemd (strongSwan)");
-        eprintln!("skipping: needs charon-systemd");
-    }
-    found
-}

@@ -6,6 +6,7 @@
 
 pub mod fixtures;
 pub mod lab;
+pub mod node_hosts;
 
 use std::fs;
 use std::io::{Read, Write};

@@ -14,6 +14,7 @@ use super::super::desired::{Desired, DesiredError, IP_FORWARD, MAIN_TABLE, addre
 use super::super::observe::Observed;
 use super::super::part::{Observing, Part, Pending, Topology};
 use super::super::resource::{Kind, Resource, Spec};
+use super::super::unit::UnitName;
 use super::super::{ENGINE_LINK, ENGINE_RULE_PRIORITY, ENGINE_TABLE, ROUTE_PROTO_STATIC, engine_veth};
 use super::openvpn::process;
 use crate::netlink::{Netlink, RouteInfo, RuleInfo};
@@ -24,13 +25,12 @@ const RP_FILTER_ENGINE_LINK: &str = "net.ipv4.conf.eth0.rp_filter";
 
 pub struct Engines;
 
-/// The prefix of a controller's engine namespaces (`mw-<controller>-e<k>`).
-pub fn engine_netns_prefix(controller: &str) -> String {
-    format!("mw-{controller}-e")
-}
-
+/// plugin0 and the engines' veths (`mw-e<k>`, [`engine_veth`]).
 fn owned_link(name: &str) -> bool {
-    name == PLUGIN_BRIDGE || (name.starts_with("mw-e") && name[4..].chars().all(|c| c.is_ascii_digit()))
+    let veth_prefix = engine_veth(0);
+    let veth_prefix = veth_prefix.trim_end_matches('0');
+    name == PLUGIN_BRIDGE
+        || name.strip_prefix(veth_prefix).is_some_and(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_digit()))
 }
 
 impl Part for Engines {
@@ -104,7 +104,7 @@ impl Part for Engines {
                     .attr("value", value),
                 );
             }
-            add.push(process(out, format!("engine-{}", e.index), openvpn::engine_conf(e.index), &e.name, Some(ns)));
+            add.push(process(out, UnitName::Engine(e.index), openvpn::engine_conf(e.index), &e.name, Some(ns)));
         }
         out.resources.extend(add);
         Ok(())
@@ -113,7 +113,17 @@ impl Part for Engines {
     fn observe<'a>(&'a self, cx: &'a Observing<'a>, out: &'a mut Observed) -> Pending<'a> {
         Box::pin(async move {
             // Namespaces, and what is inside each.
-            let prefix = engine_netns_prefix(&cx.host.name);
+            let prefix = openvpn::engine_netns_prefix(&cx.host.name);
+            // Which namespace a veth's peer is in, as the topology or the last apply made it.
+            let peer_netns: BTreeMap<&str, &str> = cx
+                .wanted
+                .values()
+                .chain(cx.applied.iter().flat_map(|a| a.resources.iter()))
+                .filter_map(|r| match &r.spec {
+                    Spec::Veth { name, peer_netns, .. } => Some((name.as_str(), peer_netns.as_str())),
+                    _ => None,
+                })
+                .collect();
             let namespaces: Vec<String> = netns::list()?.into_iter().filter(|n| n.starts_with(&prefix)).collect();
             let mut peer_links = BTreeMap::new();
             for ns in &namespaces {
@@ -156,8 +166,8 @@ impl Part for Engines {
                         .attr("kind", kind)
                         .attr("state", state),
                     );
-                } else if kind == "veth" && link.name != PLUGIN_BRIDGE {
-                    let ns = format!("{prefix}{}", &link.name[4..]);
+                } else if let (true, Some(ns)) = (kind == "veth", peer_netns.get(link.name.as_str())) {
+                    let ns = ns.to_string();
                     let peer = if peer_links.contains_key(&ns) { format!("{ENGINE_LINK}@{ns}") } else { "none".into() };
                     let mut r = Resource::new(
                         Kind::Link,

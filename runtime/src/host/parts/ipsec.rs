@@ -19,11 +19,10 @@ use super::super::layout::Layout;
 use super::super::observe::Observed;
 use super::super::part::{Observing, Part, Pending, Topology};
 use super::super::resource::{Attrs, Kind, Resource, Spec};
+use super::super::unit::UnitName;
 use crate::daemon::{self, Program};
 use crate::node::datapath;
 
-/// charon's unit name (its pid file is `run/charon.pid`).
-pub const CHARON: &str = "charon";
 /// The loading resource's name.
 pub const SWANCTL: &str = "swanctl";
 /// Attributes of the loading resource that stand for a peer's key: digests of secrets, never
@@ -46,7 +45,7 @@ fn loaded_path(layout: &Layout) -> PathBuf {
 
 /// Records that `attrs` were loaded into the charon that runs now.
 pub fn record_loaded(layout: &Layout, attrs: &Attrs) -> io::Result<()> {
-    let Some(charon) = daemon::status(&layout.pidfile(CHARON))? else {
+    let Some(charon) = daemon::status(&layout.pidfile(&UnitName::Charon.to_string()))? else {
         return Err(io::Error::other("charon is not running"));
     };
     let loaded = Loaded { pid: charon.pid, start_time: charon.start_time, attrs: attrs.clone() };
@@ -87,10 +86,11 @@ impl Part for Ipsec {
         }
         let chosen = datapath::choose(vx.ipsec.datapath);
         debug_assert!([STRONGSWAN_CONF, STRONGSWAN_USERSPACE_CONF].contains(&chosen.config));
+        let unit = UnitName::Charon.to_string();
         let charon = Resource::new(
             Kind::Process,
-            CHARON,
-            Spec::Process { unit: CHARON.into(), config: chosen.config.into(), netns: None, program: Program::Charon },
+            unit.clone(),
+            Spec::Process { unit, config: chosen.config.into(), netns: None, program: Program::Charon },
         )
         // The data path shows in which configuration it runs (`strongswan-userspace.conf`).
         .attr("config", out.files_digest([chosen.config]))
@@ -104,7 +104,7 @@ impl Part for Ipsec {
         Box::pin(async move {
             let Ok(bytes) = std::fs::read(loaded_path(cx.layout)) else { return Ok(()) };
             let Ok(loaded) = serde_json::from_slice::<Loaded>(&bytes) else { return Ok(()) };
-            let charon = daemon::status(&cx.layout.pidfile(CHARON))?;
+            let charon = daemon::status(&cx.layout.pidfile(&UnitName::Charon.to_string()))?;
             if charon.is_some_and(|c| c.pid == loaded.pid && c.start_time == loaded.start_time) {
                 let mut r = Resource::new(Kind::Ike, SWANCTL, Spec::Swanctl);
                 r.attrs = loaded.attrs;

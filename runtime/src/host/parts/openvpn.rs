@@ -7,6 +7,7 @@ use meshwork_compiler::emit::openvpn;
 use super::super::desired::{Desired, DesiredError, DesiredFile};
 use super::super::part::{Part, Topology};
 use super::super::resource::{Kind, Resource, Spec};
+use super::super::unit::UnitName;
 use crate::daemon::Program;
 
 pub struct Openvpn;
@@ -19,7 +20,8 @@ pub fn process_digest(d: &Desired, config: &str, cn: &str) -> String {
 }
 
 /// An OpenVPN process resource (`netns` None: the controller's own namespace).
-pub fn process(d: &Desired, unit: String, config: String, cn: &str, netns: Option<String>) -> Resource {
+pub fn process(d: &Desired, unit: UnitName, config: String, cn: &str, netns: Option<String>) -> Resource {
+    let unit = unit.to_string();
     let mut r = Resource::new(
         Kind::Process,
         unit.clone(),
@@ -61,25 +63,13 @@ impl Part for Openvpn {
             out.add_file(openvpn::cert_path(&cn), DesiredFile::plain(keys(&cn, keyset.cert_pem(&cn))?));
             out.add_file(openvpn::key_path(&cn), DesiredFile::secret(keys(&cn, keyset.key_pem(&cn))?));
         }
-        let server = process(out, "server".into(), openvpn::SERVER_CONF.into(), &c.name, None);
+        let server = process(out, UnitName::Server, openvpn::SERVER_CONF.into(), &c.name, None);
         out.resources.push(server);
         // Peering tunnels: one point-to-point OpenVPN per neighbour in the peering graph.
-        if !peers.is_empty() {
-            let remotes: Vec<String> = out
-                .files
-                .keys()
-                .filter_map(|f| Some(f.strip_prefix("peer-")?.strip_suffix(".conf")?.to_string()))
-                .collect();
-            for remote in remotes {
-                let tunnel = process(
-                    out,
-                    format!("peer-{remote}"),
-                    openvpn::peer_conf(&remote),
-                    &openvpn::peer_cn(&c.name),
-                    None,
-                );
-                out.resources.push(tunnel);
-            }
+        for remote in peers.into_iter().filter(|r| t.net.controller(r).is_some()) {
+            let config = openvpn::peer_conf(&remote);
+            let tunnel = process(out, UnitName::Peer(remote), config, &openvpn::peer_cn(&c.name), None);
+            out.resources.push(tunnel);
         }
         Ok(())
     }
