@@ -300,10 +300,13 @@ mod tests {
         );
     }
 
+    /// vNIC, node, namespace, port, MTU, VLAN.
+    type VmSummary<'a> = (&'a str, &'a str, &'a str, &'a str, u32, Option<u16>);
+
     #[test]
     fn two_pdc_vms() {
         let l = example("two-pdc.kdl");
-        let vms: Vec<(&str, &str, &str, &str, u32, Option<u16>)> = l
+        let vms: Vec<VmSummary> = l
             .vms
             .iter()
             .map(|v| (v.vnic.as_str(), v.node.as_str(), v.netns.as_str(), v.port.as_str(), v.mtu, v.vlan))
