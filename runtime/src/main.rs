@@ -220,10 +220,17 @@ enum LabAction {
         #[command(flatten)]
         state: StateArg,
     },
-    /// Kill a controller as a host dies (processes killed, underlay link down).
+    /// Kill a controller as a host dies (processes killed, underlay link down), or a compute
+    /// node (agent and charon killed, links cut), or with --ipsec only a node's charon.
     Kill {
+        /// A controller or a node.
         controller: String,
-        /// Wait until its clients are reachable again through other controllers; print the time.
+        /// Only the node's IPsec: its charon is stopped by its pid file (the agent brings it back).
+        #[arg(long)]
+        ipsec: bool,
+        /// Controller: wait until its clients are reachable again through other controllers.
+        /// Node: run the fault drill (cross-PDC traffic stops, no plaintext, same-PDC goes on,
+        /// and with --ipsec the agent brings the tunnel back); print the times.
         #[arg(long)]
         wait: bool,
         #[arg(long, value_enum, default_value_t)]
@@ -237,7 +244,7 @@ enum LabAction {
         #[command(flatten)]
         state: StateArg,
     },
-    /// Bring a killed controller back: link up, applied again, agent started.
+    /// Bring a killed controller or node back: links up, applied again, agent started.
     Restore {
         controller: String,
         #[command(flatten)]
@@ -373,8 +380,8 @@ fn main() -> ExitCode {
             LabAction::Up { file, state } => commands::lab::up(&file, &state.dir()),
             LabAction::Status { format, state } => commands::lab::status(&state.dir(), format),
             LabAction::Test { format, state } => commands::lab::test(&state.dir(), format),
-            LabAction::Kill { controller, wait, format, state } => {
-                commands::lab::kill(&state.dir(), &controller, wait, format)
+            LabAction::Kill { controller, ipsec, wait, format, state } => {
+                commands::lab::kill(&state.dir(), &controller, ipsec, wait, format)
             }
             LabAction::Sync { state } => commands::lab::sync(&state.dir()),
             LabAction::Restore { controller, state } => commands::lab::restore(&state.dir(), &controller),

@@ -144,6 +144,16 @@ pub fn list_table_json() -> Result<Option<Value>, NftError> {
     serde_json::from_slice(&out.stdout).map(Some).map_err(|e| NftError::Malformed(format!("nft's own listing: {e}")))
 }
 
+/// Any table `family name` as nft's JSON (with counter values), for tables meshwork's tools own
+/// besides the runtime's (the lab's counters). None when it does not exist.
+pub fn list_json(family: &str, name: &str) -> Result<Option<Value>, NftError> {
+    let out = run(&["-j", "list", "table", family, name])?;
+    if table_missing(&out)? {
+        return Ok(None);
+    }
+    serde_json::from_slice(&out.stdout).map(Some).map_err(|e| NftError::Malformed(format!("nft's own listing: {e}")))
+}
+
 /// The packet counters of meshwork's table, by the comment of the rule that holds them.
 pub fn counters_by_comment() -> Result<std::collections::BTreeMap<String, u64>, NftError> {
     let mut out = std::collections::BTreeMap::new();

@@ -11,43 +11,20 @@ mod support;
 
 use std::fs;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use support::lab::{LabDown, lab, status};
 use support::*;
-
-/// Runs `meshwork lab down` on drop, so a failing test leaves nothing behind either.
-struct LabDown(PathBuf);
-
-impl Drop for LabDown {
-    fn drop(&mut self) {
-        if self.0.join("lab/lab.json").exists() {
-            let out = meshwork(&["lab", "down", "--state-dir", self.0.to_str().unwrap()]);
-            if !out.status.success() {
-                eprintln!("lab down failed: {}", String::from_utf8_lossy(&out.stderr));
-            }
-        }
-    }
-}
-
-fn lab(state: &Path, args: &[&str]) -> String {
-    let mut all = vec!["lab"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--state-dir", state.to_str().unwrap()]);
-    meshwork_ok(&all, 0)
-}
-
-fn status(state: &Path) -> serde_json::Value {
-    serde_json::from_str(&lab(state, &["status", "--format", "json"])).expect("status JSON")
-}
 
 /// Every expect holds: expected, static and observed agree. Returns how many were skipped
 /// (an end behind a killed controller).
 fn expects_hold(state: &Path, count: usize) -> usize {
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&lab(state, &["test", "--format", "json"])).unwrap();
+    let out: serde_json::Value = serde_json::from_str(&lab(state, &["test", "--format", "json"])).unwrap();
+    let rows = out["expects"].as_array().expect("expects");
     assert_eq!(rows.len(), count, "{rows:?}");
     let mut skipped = 0;
-    for row in &rows {
+    for row in rows {
         if row["skipped"] == true {
             skipped += 1;
             continue;

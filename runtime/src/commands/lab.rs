@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use meshwork::lab::probe::{self, Flow, Outcome, Proto};
-use meshwork::lab::{self, Lab, Record, expects, report, run};
+use meshwork::lab::{self, Lab, Record, drill, expects, noderun, report, run, vnics};
 use meshwork_compiler::model::{Expect, Proto as FileProto};
 use meshwork_compiler::network::Network;
 
@@ -67,20 +67,75 @@ pub fn status(state: &Path, format: OutputFormat) -> Result<ExitCode, CliError> 
 
 pub fn test(state: &Path, format: OutputFormat) -> Result<ExitCode, CliError> {
     let (lab, record, net, list) = loaded(state)?;
-    if list.is_empty() {
+    let has_nodes = !record.nodes.is_empty();
+    if list.is_empty() && !has_nodes {
         eprintln!("{} has no `expect`: nothing to test", record.file.display());
         return Ok(ExitCode::SUCCESS);
     }
     let rows = expects::run(&lab, &record, &net, &list);
+    let nodes = has_nodes.then(|| vnics::checks(&record, &net));
     match format {
-        OutputFormat::Text => print!("{}", report::test_text(&rows)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default()),
+        OutputFormat::Text => {
+            if !rows.is_empty() {
+                print!("{}", report::test_text(&rows));
+            }
+            if let Some(c) = &nodes {
+                print!("{}", report::node_checks_text(c));
+            }
+        }
+        OutputFormat::Json => {
+            let out = serde_json::json!({ "expects": rows, "nodes": nodes });
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())
+        }
     }
-    Ok(if rows.iter().all(expects::Row::holds) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let holds = rows.iter().all(expects::Row::holds) && nodes.as_ref().is_none_or(vnics::NodeChecks::holds);
+    Ok(if holds { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-pub fn kill(state: &Path, controller: &str, wait: bool, format: OutputFormat) -> Result<ExitCode, CliError> {
-    let (lab, _, net, _) = loaded(state)?;
+/// How long `lab restore NODE` waits for the node's SAs.
+const RESTORE_SA_WAIT: Duration = Duration::from_secs(20);
+
+/// How long the fault drill waits for a node's agent to bring its tunnel back.
+const DRILL_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// `lab kill NODE [--ipsec] [--wait]`.
+fn kill_node(
+    lab: &Lab,
+    net: &Network,
+    node: &str,
+    ipsec: bool,
+    wait: bool,
+    format: OutputFormat,
+) -> Result<ExitCode, CliError> {
+    let fault = if ipsec { noderun::Fault::Ipsec } else { noderun::Fault::Node };
+    if !wait {
+        let was = noderun::kill(lab, node, fault).map_err(CliError::Message)?;
+        let what = if ipsec { "charon stopped" } else { "agent and charon killed, links cut" };
+        eprintln!("node {node}: {what}{}", if was { "" } else { " (charon was not running)" });
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = drill::run(lab, net, node, fault, DRILL_TIMEOUT).map_err(CliError::Message)?;
+    match format {
+        OutputFormat::Text => print!("{}", drill::text(&report)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+    }
+    Ok(if report.holds { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+pub fn kill(
+    state: &Path,
+    controller: &str,
+    ipsec: bool,
+    wait: bool,
+    format: OutputFormat,
+) -> Result<ExitCode, CliError> {
+    let (lab, record, net, _) = loaded(state)?;
+    if record.nodes.node(controller).is_some() {
+        return kill_node(&lab, &net, controller, ipsec, wait, format);
+    }
+    if ipsec {
+        return Err(CliError::Message(format!("--ipsec takes a node, and {controller} is not one of the lab's nodes")));
+    }
     let killed_at = Instant::now();
     let held = run::kill(&lab, controller).map_err(CliError::Message)?;
     eprintln!(
@@ -182,6 +237,25 @@ pub fn sync(state: &Path) -> Result<ExitCode, CliError> {
 
 pub fn restore(state: &Path, controller: &str) -> Result<ExitCode, CliError> {
     let lab = lab(state)?;
+    let record = lab.load().map_err(CliError::Message)?;
+    if record.nodes.node(controller).is_some() {
+        let started = Instant::now();
+        noderun::restore(&lab, controller).map_err(CliError::Message)?;
+        let net = compile(&record.file)?.0;
+        let record = lab.load().map_err(CliError::Message)?;
+        // The peers that initiate retry on IKE's retransmission backoff: after a long outage
+        // the next try may be a minute away. Say how far it got instead of failing.
+        let waited = noderun::wait_for_sas(&lab, &record, &net, &[controller], RESTORE_SA_WAIT);
+        eprintln!(
+            "node {controller} restored (links up, applied again, agent started) in {:.1} s; {}",
+            started.elapsed().as_secs_f64(),
+            match waited {
+                Ok(()) => "its SAs are up".to_string(),
+                Err(e) => format!("{e}; its peers will retry (see `meshwork lab status`)"),
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     run::restore(&lab, controller).map_err(CliError::Message)?;
     eprintln!("controller {controller} restored (applied again, agent started)");
     Ok(ExitCode::SUCCESS)

@@ -73,7 +73,18 @@ fn endpoint_name(e: &Endpoint) -> String {
 /// Runs every expect, one after another.
 pub fn run(lab: &Lab, record: &Record, net: &Network, list: &[Expect]) -> Vec<Row> {
     let located = locations(lab, record);
-    list.iter().enumerate().map(|(i, e)| run_one(record, net, &located, i, e)).collect()
+    // Every VM and node says who it is while the expects run (tenants may share addresses).
+    let _who = super::vnics::who_is_there(record, net);
+    list.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if super::vnics::concerns(net, e) {
+                super::vnics::expect_row(record, net, i, e)
+            } else {
+                run_one(record, net, &located, i, e)
+            }
+        })
+        .collect()
 }
 
 type Located = std::collections::BTreeMap<String, (String, String)>;

@@ -121,6 +121,12 @@ impl LabLayout {
         all
     }
 
+    /// Whether the lab has controllers or clients, and so an underlay (a topology of compute
+    /// nodes only has neither, and leaves `mwl-underlay` to other labs).
+    pub fn has_hosts(&self) -> bool {
+        !self.controllers.is_empty() || !self.clients.is_empty()
+    }
+
     /// Controllers then clients: every namespace with an interface on the underlay.
     pub fn hosts(&self) -> impl Iterator<Item = &LabHost> {
         self.controllers.iter().chain(&self.clients)

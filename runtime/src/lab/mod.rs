@@ -11,11 +11,19 @@
 //! controllers' meshwork state: keys, applied state, pid files), `clients/<name>/` (clientpack,
 //! pid file, log) and `logs/` (apply and agent output).
 
+pub mod drill;
 pub mod expects;
+pub mod ident;
 pub mod layout;
+pub mod noderun;
+pub mod nodes;
+pub mod nodestatus;
+pub mod nodeworld;
 pub mod probe;
 pub mod report;
 pub mod run;
+pub mod vnics;
+pub mod wire;
 pub mod world;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +44,12 @@ pub struct Record {
     /// Controllers `lab kill` took down (and `lab restore` has not brought back).
     #[serde(default)]
     pub killed: BTreeSet<String>,
+    /// Compute nodes, their PDCs' segments, the internet and the VMs.
+    #[serde(default)]
+    pub nodes: nodes::NodeLayout,
+    /// Nodes `lab kill` took down whole (and `lab restore` has not brought back).
+    #[serde(default)]
+    pub killed_nodes: BTreeSet<String>,
 }
 
 /// The lab's directory and the `meshwork` binary it runs for apply, agent and destroy.

@@ -124,8 +124,8 @@ impl fmt::Display for Flow {
 /// How many datagrams a UDP or ICMP probe sends, spread evenly over its wait.
 const ATTEMPTS: u32 = 3;
 
-/// Room for any reply we care about (ours are tiny; a bigger one is truncated, not lost).
-const RECV_BUFFER: usize = 2048;
+/// Room for any reply we care about (DF probes echo up to a jumbo MTU).
+const RECV_BUFFER: usize = 65536;
 
 /// Add context to an io::Error while keeping its kind.
 fn ctx(err: io::Error, what: impl fmt::Display) -> io::Error {
@@ -344,13 +344,69 @@ fn probe_udp(source: Option<Ipv4Addr>, to: SocketAddrV4, wait: Duration) -> io::
     )
 }
 
+/// IPv4 header (no options) and ICMP echo header.
+const IP_ICMP_HEADERS: usize = 20 + 8;
+
+/// What became of a DF echo request of a given size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DfOutcome {
+    /// Answered: the packet crossed whole, both ways.
+    Crossed,
+    /// No answer, or an ICMP error (such as "fragmentation needed") on the way.
+    Lost,
+    /// The sender's own stack refused to send it (larger than its route's MTU: EMSGSIZE).
+    Refused,
+}
+
+/// Sends ICMP echo requests of exactly `packet_len` bytes (IPv4 header included) with DF set
+/// from namespace `netns` to `destination` (`attempts` of them, spread over `wait`): crossed
+/// when one is answered.
+pub fn probe_df(
+    netns: &str,
+    source: Option<Ipv4Addr>,
+    destination: Ipv4Addr,
+    packet_len: usize,
+    wait: Duration,
+) -> io::Result<DfOutcome> {
+    let what = || format!("cannot send a DF probe of {packet_len} bytes from {netns} to {destination}");
+    // The errno is checked before any context is added (a new io::Error keeps only the kind).
+    match netns::run_in(netns, || probe_icmp_sized(source, destination, wait, Some(packet_len))) {
+        Ok(Ok(Outcome::Reached)) => Ok(DfOutcome::Crossed),
+        Ok(Ok(Outcome::Dropped)) => Ok(DfOutcome::Lost),
+        Ok(Err(e)) if e.raw_os_error() == Some(libc::EMSGSIZE) => Ok(DfOutcome::Refused),
+        Ok(Err(e)) | Err(e) => Err(ctx(e, what())),
+    }
+}
+
 fn probe_icmp(source: Option<Ipv4Addr>, destination: Ipv4Addr, wait: Duration) -> io::Result<Outcome> {
+    probe_icmp_sized(source, destination, wait, None)
+}
+
+/// An ICMP probe; with `df_len`, every request is exactly that long (IPv4 header included) and
+/// may not be fragmented (EMSGSIZE comes back as an error, with its errno).
+fn probe_icmp_sized(
+    source: Option<Ipv4Addr>,
+    destination: Ipv4Addr,
+    wait: Duration,
+    df_len: Option<usize>,
+) -> io::Result<Outcome> {
     let socket = socket(libc::SOCK_RAW, libc::IPPROTO_ICMP)?;
     if let Some(source) = source {
         bind(socket.as_fd(), source)?;
     }
     let ident = icmp_identifier();
-    let nonce = nonce()?;
+    let mut nonce = nonce()?.to_vec();
+    if let Some(len) = df_len {
+        set_int_option(socket.as_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)?;
+        let payload = len.checked_sub(IP_ICMP_HEADERS).filter(|p| *p >= nonce.len()).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a DF probe needs at least {} bytes", IP_ICMP_HEADERS + 16),
+            )
+        })?;
+        nonce.resize(payload, 0x5a);
+    }
     let to = SocketAddrV4::new(destination, 0);
     // The sequence number of the last request sent: a late reply to an earlier one counts too.
     let sent = std::cell::Cell::new(0u16);

@@ -7,6 +7,8 @@ use meshwork_compiler::network::Network;
 use serde::Serialize;
 
 use super::expects::Row;
+use super::nodestatus::{self, NodesStatus};
+use super::vnics::NodeChecks;
 use super::{Lab, Record, locations};
 
 #[derive(Clone, Debug, Serialize)]
@@ -15,6 +17,9 @@ pub struct Status {
     pub file: String,
     pub controllers: Vec<ControllerStatus>,
     pub clients: Vec<ClientStatus>,
+    /// Compute nodes, their vNICs and the wire (absent without nodes).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodesStatus>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -95,11 +100,17 @@ pub fn status(lab: &Lab, record: &Record, net: &Network) -> Status {
                 .collect(),
         })
         .collect();
-    Status { topology: record.layout.topology.clone(), file: record.file.display().to_string(), controllers, clients }
+    Status {
+        topology: record.layout.topology.clone(),
+        file: record.file.display().to_string(),
+        controllers,
+        clients,
+        nodes: (!record.nodes.is_empty()).then(|| nodestatus::status(lab, record, net)),
+    }
 }
 
 /// Columns padded to their widest cell.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -123,7 +134,15 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 pub fn status_text(s: &Status) -> String {
-    let mut out = format!("lab \"{}\" from {}\n\ncontrollers:\n", s.topology, s.file);
+    let mut out = format!("lab \"{}\" from {}\n\n", s.topology, s.file);
+    if let Some(nodes) = &s.nodes {
+        out += &nodestatus::text(nodes);
+        if s.controllers.is_empty() && s.clients.is_empty() {
+            return out;
+        }
+        out.push('\n');
+    }
+    out += "controllers:\n";
     let rows: Vec<Vec<String>> = s
         .controllers
         .iter()
@@ -184,8 +203,65 @@ pub fn test_text(rows: &[Row]) -> String {
     let tested = rows.len() - skipped;
     let _ = write!(out, "\n{} of {tested} expectations hold with real packets", tested - failed);
     if skipped > 0 {
-        let _ = write!(out, "; {skipped} skipped while a controller is down");
+        let _ = write!(out, "; {skipped} skipped while a controller or node is down");
     }
     out.push_str(".\n");
+    out
+}
+
+/// The nodes' part of `lab test`: DF probes on every path, the wire, untagged VLAN overlays.
+pub fn node_checks_text(c: &NodeChecks) -> String {
+    let word = |o: &Option<super::probe::DfOutcome>| match o {
+        Some(super::probe::DfOutcome::Crossed) => "crossed",
+        Some(super::probe::DfOutcome::Lost) => "lost",
+        Some(super::probe::DfOutcome::Refused) => "refused",
+        None => "-",
+    };
+    let cells: Vec<Vec<String>> = c
+        .mtu
+        .iter()
+        .map(|r| {
+            vec![
+                if r.skipped {
+                    "skip".into()
+                } else if r.holds() {
+                    "ok".into()
+                } else {
+                    "FAIL".into()
+                },
+                r.overlay.clone(),
+                format!("{} -> {}", r.from, r.to),
+                r.path.clone(),
+                r.mtu.to_string(),
+                word(&r.at_mtu).into(),
+                word(&r.over_mtu).into(),
+                r.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut out = String::from("\nvNIC MTU, DF packets on every path:\n");
+    out += &table(&["", "OVERLAY", "PATH", "VIA", "MTU", "AT MTU", "MTU+1", ""], &cells);
+    for u in &c.untagged {
+        let _ = writeln!(out, "note: {u}");
+    }
+    if let Some(w) = &c.wire {
+        out.push('\n');
+        out += &nodestatus::wire_text(w);
+    }
+    for p in &c.wire_problems {
+        let _ = writeln!(out, "FAIL: {p}");
+    }
+    let failed = c.mtu.iter().filter(|r| !r.holds()).count();
+    let _ = writeln!(
+        out,
+        "\n{} of {} paths carry exactly their vNIC MTU; the wire {}.",
+        c.mtu.len() - failed,
+        c.mtu.len(),
+        match (&c.wire, c.wire_problems.is_empty()) {
+            (_, false) => "does NOT hold",
+            (Some(_), true) => "holds (ESP in UDP only between PDCs)",
+            (None, true) => "has no internet to check (one PDC)",
+        }
+    );
     out
 }

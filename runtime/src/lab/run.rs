@@ -26,7 +26,7 @@ pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Reports progress: one line per step, for people watching.
 pub type Progress<'a> = &'a mut dyn FnMut(&str);
 
-fn netlink_runtime() -> Result<tokio::runtime::Runtime, String> {
+pub(super) fn netlink_runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -40,7 +40,8 @@ pub fn up(lab: &Lab, file: &Path, net: &Network, expects: &[Expect], progress: P
     }
     let file = fs::canonicalize(file).map_err(|e| format!("cannot resolve {}: {e}", file.display()))?;
     let plan = layout::plan(net, expects)?;
-    let record = Record { file, layout: plan, killed: BTreeSet::new() };
+    let nodes = super::nodes::plan(net, &super::nodes::tag_for(&lab.root))?;
+    let record = Record { file, layout: plan, killed: BTreeSet::new(), nodes, killed_nodes: BTreeSet::new() };
     lab.save(&record)?;
     match bring_up(lab, &record, net, progress) {
         Ok(()) => Ok(record),
@@ -58,6 +59,12 @@ fn bring_up(lab: &Lab, record: &Record, net: &Network, progress: Progress) -> Re
     let step = |progress: &mut dyn FnMut(&str), what: &str| {
         progress(&format!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64()))
     };
+    if !record.layout.has_hosts() {
+        step(progress, "keys: a keyset for the topology (pre-shared keys of node pairs)");
+        crate::keys::Keyset::init(&lab.state(), net, time::OffsetDateTime::now_utc())
+            .map_err(|e| format!("cannot create the lab's keyset: {e}"))?;
+        return super::noderun::up(lab, record, net, progress);
+    }
     step(
         progress,
         &format!(
@@ -87,6 +94,9 @@ fn bring_up(lab: &Lab, record: &Record, net: &Network, progress: Progress) -> Re
     }
     step(progress, "waiting until every client is connected and every controller routes to it");
     converge(lab, record, progress)?;
+    if !record.nodes.is_empty() {
+        super::noderun::up(lab, record, net, progress)?;
+    }
     step(progress, "lab is up");
     Ok(())
 }
@@ -98,7 +108,7 @@ fn meshwork(lab: &Lab, args: &[&str], log: &Path) -> Result<(), String> {
 }
 
 /// `meshwork ARGS` with stdout and stderr appended to `log`, not yet started.
-fn logged_command(lab: &Lab, args: &[&str], log: &Path) -> Result<Command, String> {
+pub(super) fn logged_command(lab: &Lab, args: &[&str], log: &Path) -> Result<Command, String> {
     if let Some(dir) = log.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
@@ -110,11 +120,11 @@ fn logged_command(lab: &Lab, args: &[&str], log: &Path) -> Result<Command, Strin
     Ok(cmd)
 }
 
-fn spawn_logged(lab: &Lab, args: &[&str], log: &Path) -> Result<std::process::Child, String> {
+pub(super) fn spawn_logged(lab: &Lab, args: &[&str], log: &Path) -> Result<std::process::Child, String> {
     logged_command(lab, args, log)?.spawn().map_err(|e| format!("cannot run {}: {e}", lab.exe.display()))
 }
 
-fn tail(log: &Path, lines: usize) -> String {
+pub(super) fn tail(log: &Path, lines: usize) -> String {
     let text = fs::read_to_string(log).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -319,7 +329,12 @@ pub fn down(lab: &Lab, progress: Progress) -> Vec<String> {
         Ok(r) => r,
         Err(e) => return vec![e],
     };
-    let mut problems = Vec::new();
+    let mut problems = super::noderun::down(lab, &record.nodes, progress);
+    let mut progress = |what: &str| {
+        if record.layout.has_hosts() {
+            progress(what)
+        }
+    };
     progress("stopping clients");
     for c in &record.layout.clients {
         if let Err(e) = daemon::stop(&client_unit(lab, c).pidfile) {
@@ -350,10 +365,12 @@ pub fn down(lab: &Lab, progress: Progress) -> Vec<String> {
             }
         }
     }
-    progress("removing namespaces");
-    match netlink_runtime() {
-        Ok(rt) => problems.extend(rt.block_on(world::teardown(&record.layout))),
-        Err(e) => problems.push(e),
+    if record.layout.has_hosts() {
+        progress("removing namespaces");
+        match netlink_runtime() {
+            Ok(rt) => problems.extend(rt.block_on(world::teardown(&record.layout))),
+            Err(e) => problems.push(e),
+        }
     }
     if problems.is_empty()
         && let Err(e) = fs::remove_dir_all(&lab.root)

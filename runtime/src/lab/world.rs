@@ -32,7 +32,7 @@ const HOSTS_MARKER: &str = "# written by `meshwork lab`; removed by `meshwork la
 const NO_RP_FILTER: &[&str] = &["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"];
 
 /// A lab namespace, with reverse-path filtering off.
-fn new_namespace(ns: &str) -> io::Result<()> {
+pub(super) fn new_namespace(ns: &str) -> io::Result<()> {
     netns::create(ns)?;
     for key in NO_RP_FILTER {
         netns::sysctl_write(Some(ns), key, "0")?;
@@ -117,7 +117,7 @@ async fn build_all(layout: &LabLayout, progress: &mut dyn FnMut(&str)) -> io::Re
     Ok(())
 }
 
-fn context(err: io::Error, what: &str) -> io::Error {
+pub(super) fn context(err: io::Error, what: &str) -> io::Error {
     io::Error::new(err.kind(), format!("{what}: {err}"))
 }
 
@@ -172,12 +172,12 @@ async fn attach(underlay: &Netlink, gateway: Ipv4Addr, end: &Attachment<'_>, add
 
 /// `GATEWAY/32 dev DEV` (so the gateway is on-link although no subnet holds it) and
 /// `default via GATEWAY dev DEV`.
-async fn default_route_via(nl: &Netlink, gateway: Ipv4Addr, dev: &str) -> io::Result<()> {
+pub(super) async fn default_route_via(nl: &Netlink, gateway: Ipv4Addr, dev: &str) -> io::Result<()> {
     nl.replace_route(&route(Ipv4Net::from(gateway), None, dev)).await?;
     nl.replace_route(&route(Ipv4Net::default(), Some(gateway), dev)).await
 }
 
-fn route(dst: Ipv4Net, gateway: Option<Ipv4Addr>, dev: &str) -> RouteInfo {
+pub(super) fn route(dst: Ipv4Net, gateway: Option<Ipv4Addr>, dev: &str) -> RouteInfo {
     RouteInfo { dst, gateway, dev: Some(dev.to_owned()), table: MAIN_TABLE, protocol: LAB_ROUTE_PROTO, source: None }
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod lab;
 pub mod node_hosts;
 
 use std::fs;

@@ -1,0 +1,33 @@
+//! `meshwork lab` from tests: the CLI run against a state directory, and a guard that brings the
+//! lab down when the test ends, also when it fails.
+
+use std::path::{Path, PathBuf};
+
+use super::{meshwork, meshwork_ok};
+
+/// Runs `meshwork lab down` on drop, so a failing test leaves nothing behind either.
+pub struct LabDown(pub PathBuf);
+
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        if self.0.join("lab/lab.json").exists() {
+            let out = meshwork(&["lab", "down", "--state-dir", self.0.to_str().unwrap()]);
+            if !out.status.success() {
+                eprintln!("lab down failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+    }
+}
+
+/// `meshwork lab ARGS --state-dir STATE`, which must succeed; its stdout.
+pub fn lab(state: &Path, args: &[&str]) -> String {
+    let mut all = vec!["lab"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--state-dir", state.to_str().unwrap()]);
+    meshwork_ok(&all, 0)
+}
+
+/// `lab status --format json`.
+pub fn status(state: &Path) -> serde_json::Value {
+    serde_json::from_str(&lab(state, &["status", "--format", "json"])).expect("status JSON")
+}
