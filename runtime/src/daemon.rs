@@ -349,8 +349,17 @@ pub fn stop(pidfile: &Path) -> io::Result<bool> {
         return Ok(false);
     };
     terminate(&record)?;
-    remove_if_there(pidfile)?;
+    // Only if it still names the process stopped: a supervisor may have started a successor
+    // meanwhile, whose pid file this must not take away.
+    if read_record(pidfile).is_none_or(|now| now.pid == record.pid && now.start_time == record.start_time) {
+        remove_if_there(pidfile)?;
+    }
     Ok(true)
+}
+
+/// The record a pid file holds now, if it parses.
+fn read_record(pidfile: &Path) -> Option<ProcessRecord> {
+    serde_json::from_str(&fs::read_to_string(pidfile).ok()?).ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,6 +539,43 @@ mod tests {
             program: Program::Openvpn,
         };
         assert!(!is_running(&record), "alive with the right start time, but not openvpn");
+    }
+
+    #[test]
+    fn stop_leaves_a_successors_pid_file_alone() {
+        use std::os::unix::process::CommandExt;
+        let dir = std::env::temp_dir().join(format!("mwt-daemon-stop-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let pidfile = dir.join("server.pid");
+        let successor = r#"{"pid":999999,"start_time":1,"config_sha256":"x","netns":null}"#;
+        let next = dir.join("next.pid");
+        fs::write(&next, successor).unwrap();
+        // Reads as an OpenVPN (argv[0]); on SIGTERM it puts a successor's record in place, as a
+        // supervisor restarting the unit would, and exits.
+        let mut child = Command::new("sh")
+            .arg0("openvpn")
+            .arg("-c")
+            .arg(format!(
+                "trap 'cp {} {}; exit 0' TERM; while :; do sleep 0.05; done",
+                next.display(),
+                pidfile.display()
+            ))
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let record = ProcessRecord {
+            pid,
+            start_time: proc_stat(pid).unwrap().start_time,
+            config_sha256: String::new(),
+            netns: None,
+            program: Program::Openvpn,
+        };
+        fs::write(&pidfile, serde_json::to_string(&record).unwrap()).unwrap();
+        assert!(stop(&pidfile).unwrap(), "it was running");
+        let _ = child.wait();
+        let left = fs::read_to_string(&pidfile);
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(left.ok().as_deref(), Some(successor), "the successor's pid file was removed");
     }
 
     #[test]

@@ -18,6 +18,9 @@ use crate::node::strongswan;
 
 /// How often one peer's SA is started again while it stays down.
 const REINITIATE_EVERY: Duration = Duration::from_secs(3);
+/// An IKE SA still connecting after this long is waiting out IKE's retransmission backoff
+/// (after a long outage, the next try can be a minute away): it is dropped and started afresh.
+const STUCK_CONNECTING: Duration = Duration::from_secs(10);
 
 /// A node's IPsec peers, from the topology: connection name -> whether this node initiates.
 #[derive(Clone, Debug, Default)]
@@ -64,6 +67,8 @@ pub struct NodeStatus {
 #[derive(Default)]
 pub struct Tracker {
     last_initiated: BTreeMap<String, Instant>,
+    /// Since when a connection's IKE SA has been seen connecting (not established).
+    connecting_since: BTreeMap<String, Instant>,
     restarts: u64,
 }
 
@@ -97,22 +102,89 @@ impl Tracker {
         };
         let children: Vec<String> =
             strongswan::installed_children(dir, None).unwrap_or_default().into_iter().map(|c| c.name).collect();
+        let now = Instant::now();
         for (connection, peer) in &peers.by_connection {
-            let up = sas.iter().any(|sa| sa.name == *connection && sa.established) && children.contains(connection);
+            let ike = sas.iter().find(|sa| sa.name == *connection).map(|sa| sa.established);
+            let up = ike == Some(true) && children.contains(connection);
             status.sas.insert(peer.node.clone(), up);
-            let trying = sas.iter().any(|sa| sa.name == *connection);
-            let recently = self.last_initiated.get(connection).is_some_and(|t| t.elapsed() < REINITIATE_EVERY);
-            if peer.initiates && !trying && !recently {
-                self.last_initiated.insert(connection.clone(), Instant::now());
+            let connecting_for = match ike {
+                Some(false) => Some(now - *self.connecting_since.entry(connection.clone()).or_insert(now)),
+                _ => {
+                    self.connecting_since.remove(connection);
+                    None
+                }
+            };
+            let since_initiated = self.last_initiated.get(connection).map(|t| now - *t);
+            let what = step(peer.initiates, ike, connecting_for, since_initiated);
+            if what == Step::Restart {
+                eprintln!("meshwork agent: the SA with {} is stuck connecting; starting it afresh", peer.node);
+                let _ = strongswan::terminate_ike(dir, None, connection);
+                self.connecting_since.remove(connection);
+            }
+            if what != Step::Nothing {
+                self.last_initiated.insert(connection.clone(), now);
                 self.restarts += 1;
-                if let Err(e) = strongswan::initiate_detached(dir, None, connection) {
-                    eprintln!("meshwork agent: cannot start the SA with {}: {e}", peer.node);
-                } else {
-                    eprintln!("meshwork agent: the SA with {} is down; starting it again", peer.node);
+                match strongswan::initiate_detached(dir, None, connection) {
+                    Err(e) => eprintln!("meshwork agent: cannot start the SA with {}: {e}", peer.node),
+                    Ok(()) if what == Step::Initiate => {
+                        eprintln!("meshwork agent: the SA with {} is down; starting it again", peer.node)
+                    }
+                    Ok(()) => {}
                 }
             }
         }
         status.sa_restarts = self.restarts;
         status
+    }
+}
+
+/// What the agent does about one peer's SA in a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Nothing,
+    /// Start it: charon holds none.
+    Initiate,
+    /// Drop the one that is stuck connecting and start afresh.
+    Restart,
+}
+
+/// `ike`: the connection's IKE SA in charon (Some(true) established, Some(false) connecting,
+/// None none); how long it has been connecting, and since the agent last started it. Only the
+/// initiating side acts, so two SAs never race.
+fn step(
+    initiates: bool,
+    ike: Option<bool>,
+    connecting_for: Option<Duration>,
+    since_initiated: Option<Duration>,
+) -> Step {
+    match (initiates, ike) {
+        (false, _) | (true, Some(true)) => Step::Nothing,
+        (true, Some(false)) if connecting_for.is_some_and(|d| d >= STUCK_CONNECTING) => Step::Restart,
+        (true, Some(false)) => Step::Nothing,
+        (true, None) if since_initiated.is_some_and(|d| d < REINITIATE_EVERY) => Step::Nothing,
+        (true, None) => Step::Initiate,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Option<Duration> = |s| Some(Duration::from_secs(s));
+
+    #[test]
+    fn only_the_initiator_starts_a_missing_sa_and_not_twice_in_a_row() {
+        assert_eq!(step(true, None, None, None), Step::Initiate);
+        assert_eq!(step(true, None, None, S(1)), Step::Nothing, "started a second ago");
+        assert_eq!(step(true, None, None, S(5)), Step::Initiate);
+        assert_eq!(step(false, None, None, None), Step::Nothing, "the responder waits");
+        assert_eq!(step(true, Some(true), None, None), Step::Nothing);
+    }
+
+    #[test]
+    fn an_sa_stuck_connecting_is_started_afresh() {
+        assert_eq!(step(true, Some(false), S(2), None), Step::Nothing, "still in its first tries");
+        assert_eq!(step(true, Some(false), S(10), None), Step::Restart, "waiting out IKE's backoff");
+        assert_eq!(step(false, Some(false), S(60), None), Step::Nothing);
     }
 }

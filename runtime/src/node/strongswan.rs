@@ -114,6 +114,12 @@ fn parse_ike_sas(text: &str) -> Vec<IkeSa> {
         .collect()
 }
 
+/// Drops the IKE SAs of `connection` at once (no delete exchange with a peer that does not
+/// answer).
+pub fn terminate_ike(dir: &Path, netns: Option<&str>, connection: &str) -> io::Result<()> {
+    swanctl(dir, netns, &["--terminate", "--ike", connection, "--force"]).map(|_| ())
+}
+
 /// Starts the IKE SA (and its child) of `connection` without waiting for it: charon goes on
 /// trying by itself; `swanctl` is left to finish in the background.
 pub fn initiate_detached(dir: &Path, netns: Option<&str>, connection: &str) -> io::Result<()> {
