@@ -30,7 +30,13 @@ struct JsonFile {
     error: Option<String>,
 }
 
-pub fn run(files: &[PathBuf], format: OutputFormat, deny_warnings: bool, state: &Path) -> Result<ExitCode, CliError> {
+pub fn run(
+    files: &[PathBuf],
+    format: OutputFormat,
+    deny_warnings: bool,
+    locked: bool,
+    state: &Path,
+) -> Result<ExitCode, CliError> {
     let keyset = input::keyset(state)?;
     let options = BuildOptions { ca_fingerprint: keyset.as_ref().map(|k| k.ca_fingerprint()) };
     let mut report = JsonReport { files: vec![], keys: vec![], errors: 0, warnings: 0 };
@@ -45,7 +51,7 @@ pub fn run(files: &[PathBuf], format: OutputFormat, deny_warnings: bool, state: 
     }
     for path in files {
         // A file that cannot be read is one error; the other files are still checked.
-        let analysis = match input::load(path) {
+        let analysis = match input::load_locked(path, locked) {
             Ok(a) => a,
             Err(e) => {
                 report.errors += 1;

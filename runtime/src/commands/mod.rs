@@ -11,4 +11,5 @@ pub mod host;
 pub mod keys;
 pub mod keys_transfer;
 pub mod lab;
+pub mod lock;
 pub mod plan;
