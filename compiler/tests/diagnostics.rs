@@ -732,7 +732,6 @@ fn node_firewall_sources() {
         .has("firewall::port-needs-protocol", 8, 100, "22");
 }
 
-/// Every code meshwork can emit is exercised by a test in this file.
 // --- lock file -----------------------------------------------------------------------------
 
 /// Code, severity, file, line and column of each diagnostic of `BASE + extra` with `lock`.
@@ -781,6 +780,7 @@ fn lock_entries_that_cannot_be_kept_or_would_change() {
     lock_has(&found, "lock::outdated", Severity::Error, "t.kdl", (5, 8));
 }
 
+/// Every code meshwork can emit is exercised by a test in this file.
 #[test]
 fn every_code_has_a_test_here() {
     let src = include_str!("diagnostics.rs");

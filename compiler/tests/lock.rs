@@ -399,7 +399,7 @@ fn keys_and_values_read_as_expected() {
 /// Whatever the lock file holds: no panic, every diagnostic inside the file it names, a
 /// network exactly when there is no error, and reports that render.
 fn lock_invariants(kdl: &str, lock_text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
-    use proptest::prop_assert;
+    use proptest::{prop_assert, prop_assert_eq};
     let a = with_lock(kdl, Some(lock_text), false);
     for d in &a.diagnostics {
         let file = d.file_or(&a.file);
@@ -409,7 +409,7 @@ fn lock_invariants(kdl: &str, lock_text: &str) -> Result<(), proptest::test_runn
         let json = meshwork_compiler::diagnostic::JsonDiagnostic::new(&a.file, d);
         prop_assert!(json.line >= 1 && json.column >= 1);
     }
-    prop_assert!(a.network.is_some() == !a.has_errors());
+    prop_assert_eq!(a.network.is_some(), !a.has_errors());
     prop_assert!(a.lock.is_some() == a.network.is_some());
     let _ = meshwork_compiler::diagnostic::render_plain(&a.file, &a.diagnostics);
     Ok(())

@@ -336,7 +336,8 @@ fn lock_build_and_check_locked() {
         "{}",
         stdout(&o)
     );
-    assert_eq!(std::fs::read_to_string(format!("{out}/ccd/web-2")).unwrap().contains("100.127.255.194"), true);
+    let ccd = std::fs::read_to_string(format!("{out}/ccd/web-2")).unwrap();
+    assert!(ccd.contains("100.127.255.194"), "web-2 kept its address: {ccd}");
     assert_eq!(meshwork(&["check", "--locked", &topo]).status.code(), Some(0));
 
     // A malformed lock is located in the lock file, in text and JSON, and nothing is built.
