@@ -207,4 +207,24 @@ codes! {
     DuplicateNodeAddress = "vxlan::duplicate-address", "two nodes share an admin or external address",
         "Each node's admin and external addresses are its own; VXLAN and IKE peers are told apart by \
          them.";
+    LockSyntax = "lock::syntax", "the lock file is not valid TOML",
+        "The lock file beside the topology (`NAME.lock`) is TOML that meshwork writes. Fix the \
+         syntax at the marked place (a merge conflict left in it is the usual cause), or delete \
+         the file and run `meshwork lock FILE`: without a lock the addresses are allocated in \
+         declaration order, which may move some of them.";
+    LockInvalid = "lock::invalid", "the lock file holds something a lock cannot",
+        "A lock has `version = 1` and the tables `clients`, `engines`, `vteps` (addresses as \
+         strings), `rule-ports` (port numbers), `admin-overlay` and `vnics.OVERLAY` (tables \
+         `{ ip = \"…\", mac = \"…\" }`), one entry per object. Nothing is compiled with a lock that \
+         is not one, since its addresses could not be kept: fix the marked entry.";
+    LockRelocated = "lock::relocated", "an object cannot keep its locked address",
+        "An object keeps the address (port, MAC) its lock entry records unless that is no longer \
+         possible: an explicit `ip=`, `port=` or `mac=` elsewhere takes it, the subnet or pool \
+         changed and no longer holds it, or two entries lock one address (as a merge of two \
+         branches can leave). Then the object gets a free one and this warning says where it \
+         goes. Run `meshwork lock FILE` to record it.";
+    LockOutdated = "lock::outdated", "the lock file needs to be updated, and --locked forbids it",
+        "With `--locked` (CI), meshwork refuses a topology whose lock file would change: an object \
+         without an entry (new), one whose address would move, an entry whose object is gone, or \
+         no lock file at all. Run `meshwork lock FILE` and commit the lock file.";
 }

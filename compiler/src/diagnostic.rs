@@ -29,6 +29,8 @@ pub struct Diagnostic {
     /// Other places involved ("first defined here").
     pub secondary: Vec<Label>,
     pub help: Option<String>,
+    /// The file the spans point into when it is not the analysed topology (its lock file).
+    pub file: Option<SourceFile>,
 }
 
 impl Diagnostic {
@@ -40,6 +42,7 @@ impl Diagnostic {
             primary: Label { span, text: label.into() },
             secondary: Vec::new(),
             help: None,
+            file: None,
         }
     }
 
@@ -55,6 +58,17 @@ impl Diagnostic {
     pub fn with_label(mut self, span: Span, text: impl Into<String>) -> Self {
         self.secondary.push(Label { span, text: text.into() });
         self
+    }
+
+    /// Locates the diagnostic in `file` instead of the topology being analysed.
+    pub fn in_file(mut self, file: &SourceFile) -> Self {
+        self.file = Some(file.clone());
+        self
+    }
+
+    /// The file its spans point into: its own, or else `topology`.
+    pub fn file_or<'a>(&'a self, topology: &'a SourceFile) -> &'a SourceFile {
+        self.file.as_ref().unwrap_or(topology)
     }
 
     pub fn is_error(&self) -> bool {
@@ -82,11 +96,11 @@ impl Diagnostics {
     pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
         self.0.iter()
     }
-    /// In file order (then by code), so reports read top to bottom and are deterministic.
+    /// In file order (then by code), so reports read top to bottom and are deterministic; those
+    /// located in another file (the lock) after the topology's.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.0.sort_by(|a, b| {
-            (a.primary.span.offset(), a.code, &a.message).cmp(&(b.primary.span.offset(), b.code, &b.message))
-        });
+        let key = |d: &Diagnostic| (d.file.as_ref().map(|f| f.name.clone()), d.primary.span.offset(), d.code);
+        self.0.sort_by(|a, b| (key(a), &a.message).cmp(&(key(b), &b.message)));
         self.0.dedup();
         self.0
     }
@@ -140,7 +154,9 @@ pub struct JsonLabel {
 }
 
 impl JsonDiagnostic {
+    /// `file` is the topology; a diagnostic located in its lock file names that file instead.
     pub fn new(file: &SourceFile, d: &Diagnostic) -> Self {
+        let file = d.file_or(file);
         let Position { line, column, end_line, end_column } = Position::of(file, d.primary.span);
         Self {
             code: d.code,

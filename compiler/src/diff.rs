@@ -21,6 +21,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 use similar::{Algorithm, DiffOp, capture_diff_slices};
 
+use crate::lock::{ChangeKind, Lock};
 use crate::model::Action;
 use crate::network::{ClientNet, ControllerNet, EngineNet, EngineSet, Network};
 
@@ -66,6 +67,10 @@ pub struct TopologyDiff {
     pub controllers: Vec<ControllerDiff>,
     /// Nodes, overlay rules, overlays, vNICs and IPsec pairs that change, by kind then name.
     pub vxlan: Vec<crate::vxlan::diff::ObjectChange>,
+    /// Objects that keep their name but get another address, port or MAC (in lock order):
+    /// said once and plainly, so that a client that moves does not read as one that left its
+    /// tags and another that joined them.
+    pub moved: Vec<crate::lock::Change>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -344,7 +349,11 @@ pub fn diff(old: &Network, new: &Network) -> TopologyDiff {
             op => summary.count(op),
         }
     }
-    TopologyDiff { topology: new.name.clone(), summary, all_controllers: shared, controllers, vxlan }
+    let moved = crate::lock::changes(&Lock::of(old), &Lock::of(new))
+        .into_iter()
+        .filter(|c| c.kind == ChangeKind::Move)
+        .collect();
+    TopologyDiff { topology: new.name.clone(), summary, all_controllers: shared, controllers, vxlan, moved }
 }
 
 /// Merges two maps into (key, old, new), in key order.
@@ -671,7 +680,7 @@ const MAX_NAME_COLUMN: usize = 32;
 
 impl TopologyDiff {
     pub fn is_empty(&self) -> bool {
-        self.all_controllers.is_empty() && self.controllers.is_empty() && self.vxlan.is_empty()
+        self.all_controllers.is_empty() && self.controllers.is_empty() && self.vxlan.is_empty() && self.moved.is_empty()
     }
 
     /// The diff for a human reviewer: `+` add, `~` change, `-` remove, two-space indentation,
@@ -701,6 +710,13 @@ impl TopologyDiff {
         let head = if parts.is_empty() { "no controller changes".to_string() } else { parts.join(", ") };
         let _ = writeln!(out, "Topology \"{}\": {head}.", self.topology);
         out += "  (checksum changes are not shown here; rebuild to see them)\n";
+
+        if !self.moved.is_empty() {
+            out += "\nmoved addresses (the objects stay; only their addresses change)\n";
+            for m in &self.moved {
+                let _ = writeln!(out, "  {m}");
+            }
+        }
 
         let shared = &self.all_controllers;
         if !shared.is_empty() {
@@ -1040,6 +1056,27 @@ firewall policy="drop" {
         assert!(text.contains("    ~ batch-1  tags: batch → batch,db\n"), "{text}");
     }
 
+    #[test]
+    fn moved_addresses_are_said_once_and_plainly() {
+        // Without a lock, a client inserted above batch-1 moves it (that is what locks prevent).
+        let new = BASE.replace("client \"batch-1\"", "client \"new-1\"\nclient \"batch-1\"");
+        let d = diff(&net(BASE), &net(&new));
+        let moved: Vec<String> = d.moved.iter().map(ToString::to_string).collect();
+        assert_eq!(moved, ["~ client batch-1: 100.127.255.195 → 100.127.255.196"]);
+        let text = d.render();
+        assert!(
+            text.contains("\nmoved addresses (the objects stay; only their addresses change)\n  ~ client batch-1: 100.127.255.195 → 100.127.255.196\n"),
+            "{text}"
+        );
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            v["moved"][0],
+            serde_json::json!({"op": "move", "kind": "clients", "overlay": null, "name": "batch-1",
+                "old": "100.127.255.195", "new": "100.127.255.196"})
+        );
+        assert!(diff(&net(BASE), &net(BASE)).moved.is_empty());
+    }
+
     const TRIANGLE: &str = r#"
 topology "tri"
 overlay "100.127.255.192/26"
@@ -1113,7 +1150,7 @@ peering {
         let v = serde_json::to_value(&d).unwrap();
         let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<BTreeSet<_>>();
         let set = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-        assert_eq!(keys(&v), set(&["topology", "summary", "all_controllers", "controllers", "vxlan"]));
+        assert_eq!(keys(&v), set(&["topology", "summary", "all_controllers", "controllers", "vxlan", "moved"]));
         assert_eq!(v["topology"], "acme");
         assert_eq!(keys(&v["all_controllers"]), set(&["attributes", "firewall", "clients"]));
         assert_eq!(keys(&v["all_controllers"]["firewall"]), set(&["policy", "rules", "sets"]));

@@ -38,6 +38,7 @@ pub fn render(handler: &GraphicalReportHandler, file: &SourceFile, diagnostics: 
 
 /// One diagnostic, drawn by miette when its lines can be shown, else in the plain form.
 pub fn render_one(handler: &GraphicalReportHandler, file: &SourceFile, d: &Diagnostic, out: &mut String) {
+    let file = d.file_or(file);
     if has_long_line(file, d) {
         plain(file, d, out);
         return;

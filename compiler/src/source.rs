@@ -15,6 +15,15 @@ pub struct SourceFile {
     lines: Arc<OnceLock<LineIndex>>,
 }
 
+/// Two files are the same when they have the same name and text.
+impl PartialEq for SourceFile {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+    }
+}
+
+impl Eq for SourceFile {}
+
 /// Which front end reads a file; chosen by extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

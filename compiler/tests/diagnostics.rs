@@ -732,6 +732,54 @@ fn node_firewall_sources() {
         .has("firewall::port-needs-protocol", 8, 100, "22");
 }
 
+// --- lock file -----------------------------------------------------------------------------
+
+/// Code, severity, file, line and column of each diagnostic of `BASE + extra` with `lock`.
+fn with_lock(extra: &str, lock: &str, locked: bool) -> Vec<(String, Severity, String, usize, usize)> {
+    let lock = meshwork_compiler::LockInput::new(Some(SourceFile::new("t.lock", lock)), locked);
+    let a = meshwork_compiler::analyze_with(SourceFile::new("t.kdl", format!("{BASE}{extra}")), lock);
+    a.diagnostics
+        .iter()
+        .map(|d| {
+            let file = d.file_or(&a.file);
+            let (line, col) = file.line_col(d.primary.span.offset());
+            (d.code.name()["meshwork::".len()..].to_string(), d.severity, file.name.clone(), line, col)
+        })
+        .collect()
+}
+
+#[track_caller]
+fn lock_has(
+    found: &[(String, Severity, String, usize, usize)],
+    code: &str,
+    severity: Severity,
+    file: &str,
+    at: (usize, usize),
+) {
+    let hit = found.iter().any(|(c, s, f, l, k)| c == code && *s == severity && f == file && (*l, *k) == at);
+    assert!(hit, "expected {code} at {file}:{}:{}, found {found:#?}", at.0, at.1);
+}
+
+#[test]
+fn lock_file_syntax_and_content() {
+    lock_has(&with_lock("", "version = 1\n[clients\n", false), "lock::syntax", Severity::Error, "t.lock", (2, 9));
+    let bad = "version = 1\n[clients]\na = \"100.127.255.999\"\n";
+    lock_has(&with_lock("client \"a\"\n", bad, false), "lock::invalid", Severity::Error, "t.lock", (3, 5));
+}
+
+#[test]
+fn lock_entries_that_cannot_be_kept_or_would_change() {
+    // a is locked to .200, which b now takes with ip=: a moves (a warning on a), and with
+    // --locked that move is an error.
+    let lock = "version = 1\n[clients]\na = \"100.127.255.200\"\n";
+    let extra = "client \"a\"\nclient \"b\" ip=\"100.127.255.200\"\n";
+    let found = with_lock(extra, lock, false);
+    lock_has(&found, "lock::relocated", Severity::Warning, "t.kdl", (4, 8));
+    let found = with_lock(extra, lock, true);
+    lock_has(&found, "lock::outdated", Severity::Error, "t.kdl", (4, 8));
+    lock_has(&found, "lock::outdated", Severity::Error, "t.kdl", (5, 8));
+}
+
 /// Every code meshwork can emit is exercised by a test in this file.
 #[test]
 fn every_code_has_a_test_here() {

@@ -5,7 +5,7 @@ use std::path::Path;
 use meshwork_compiler::diagnostic::Diagnostic;
 use meshwork_compiler::network::Network;
 use meshwork_compiler::source::SourceFile;
-use meshwork_compiler::{Analysis, analyze_bytes};
+use meshwork_compiler::{Analysis, analyze_bytes_with};
 
 /// A failure that is not about the file's content (unreadable file, unwritable directory).
 #[derive(Debug, thiserror::Error)]
@@ -16,11 +16,14 @@ pub enum CliError {
     Message(String),
 }
 
-/// Reads and analyses a topology file. Only a file that cannot be read is an error here; what
-/// is in it (text that is not UTF-8 included) comes back as located diagnostics.
-pub fn load(path: &Path) -> Result<Analysis, CliError> {
+/// Reads and analyses a topology file with its lock file (`NAME.lock`, when there is one).
+/// Only a file that cannot be read is an error here; what is in it (text that is not UTF-8
+/// included) comes back as located diagnostics. With `locked`, every change the lock file
+/// would need is an error diagnostic.
+pub fn load_locked(path: &Path, locked: bool) -> Result<Analysis, CliError> {
     let bytes = std::fs::read(path).map_err(|source| CliError::Read { path: path.display().to_string(), source })?;
-    Ok(analyze_bytes(path.display().to_string(), bytes))
+    let lock = meshwork::lockfile::read(path, locked).map_err(|e| CliError::Message(e.to_string()))?;
+    Ok(analyze_bytes_with(path.display().to_string(), bytes, lock))
 }
 
 /// Prints diagnostics for people on stderr: colours as `--color`, `NO_COLOR` and `TERM` say
@@ -43,7 +46,12 @@ pub fn print_diagnostics(file: &SourceFile, diagnostics: &[Diagnostic]) {
 
 /// The resolved network of a file, or its diagnostics printed and an error.
 pub fn network(path: &Path) -> Result<(Analysis, Network), CliError> {
-    let mut analysis = load(path)?;
+    network_locked(path, false)
+}
+
+/// [`network`], refusing (with `locked`) a topology whose lock file would change.
+pub fn network_locked(path: &Path, locked: bool) -> Result<(Analysis, Network), CliError> {
+    let mut analysis = load_locked(path, locked)?;
     print_diagnostics(&analysis.file, &analysis.diagnostics);
     match analysis.network.take() {
         Some(net) => Ok((analysis, net)),

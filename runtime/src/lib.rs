@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod host;
 pub mod keys;
 pub mod lab;
+pub mod lockfile;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

@@ -38,6 +38,9 @@ enum Command {
         /// Treat warnings as errors.
         #[arg(long)]
         deny_warnings: bool,
+        /// Fail when a file's lock file (NAME.lock) is missing or would change (for CI).
+        #[arg(long)]
+        locked: bool,
         #[command(flatten)]
         state: StateArg,
     },
@@ -49,9 +52,16 @@ enum Command {
         out: PathBuf,
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
+        /// Refuse to build when the lock file (NAME.lock) is missing or would change, instead
+        /// of writing it.
+        #[arg(long)]
+        locked: bool,
         #[command(flatten)]
         state: StateArg,
     },
+    /// Write the topology's lock file (NAME.lock beside it): the address of every object, so
+    /// that none moves when another is added, removed or reordered. Commit it with the file.
+    Lock { file: PathBuf },
     /// The firewall's verdict for one flow, and the rule that decides it.
     Explain {
         file: PathBuf,
@@ -330,10 +340,13 @@ fn main() -> ExitCode {
         restore_default_sigpipe();
     }
     let result = match cli.command {
-        Command::Check { files, format, deny_warnings, state } => {
-            commands::check::run(&files, format, deny_warnings, &state.dir())
+        Command::Check { files, format, deny_warnings, locked, state } => {
+            commands::check::run(&files, format, deny_warnings, locked, &state.dir())
         }
-        Command::Build { file, out, format, state } => commands::build::run(&file, &out, &state.dir(), format),
+        Command::Build { file, out, locked, format, state } => {
+            commands::build::run(&file, &out, locked, &state.dir(), format)
+        }
+        Command::Lock { file } => commands::lock::run(&file),
         Command::Explain { file, from, to, proto, port, format } => {
             commands::explain::run(&file, &from, &to, &proto, port, format)
         }

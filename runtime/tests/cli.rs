@@ -737,3 +737,125 @@ fn build_and_graph_speak_json() {
     assert_eq!(v["tunnels"].as_array().unwrap().len(), 2);
     assert!(v["tunnels"].as_array().unwrap().iter().all(|t| t["single_point_of_failure"] == true), "{v}");
 }
+
+/// The lock file (issue 13): `lock` and `build` write NAME.lock beside the topology, every verb
+/// reads it, and `check --locked` fails naming each entry that would change.
+const LOCKED: &str = "topology \"l\"\noverlay \"100.127.255.192/26\"\n\
+    controller \"east\" id=1 { address \"192.0.2.10\"; }\n\
+    client \"web-1\"\nclient \"web-2\"\nclient \"web-3\"\n";
+
+#[test]
+fn lock_build_and_check_locked() {
+    let s = Scratch::new("lock");
+    let topo = s.file("net.kdl", LOCKED);
+    let lock = s.path("net.lock");
+    // No lock yet: --locked fails, naming the missing lock; `lock` writes it.
+    let o = meshwork(&["check", "--locked", &topo]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("meshwork::lock::outdated"), "{}", stderr(&o));
+    let o = meshwork(&["lock", &topo]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("net.lock: 3 added, 0 moved, 0 removed.\n  + client web-1: 100.127.255.193\n"),
+        "{}",
+        stdout(&o)
+    );
+    let written = std::fs::read_to_string(&lock).expect("net.lock written");
+    assert!(stdout(&meshwork(&["lock", &topo])).contains("is up to date (3 locked objects)"));
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), written, "the same bytes again");
+    assert_eq!(meshwork(&["check", "--locked", &topo]).status.code(), Some(0));
+
+    // A client inserted in the middle: the others keep their addresses, --locked names the new
+    // one, and build records it.
+    std::fs::write(&topo, LOCKED.replace("client \"web-2\"", "client \"new-1\"\nclient \"web-2\"")).unwrap();
+    let o = meshwork(&["check", "--locked", &topo]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("client `new-1` is not in the lock file (it would get 100.127.255.196)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains(&format!("{topo}:5:8")), "{}", stderr(&o));
+    let out = s.path("out");
+    let o = meshwork(&["build", "--locked", &topo, "-o", &out]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!Path::new(&out).exists(), "build --locked writes nothing");
+    let o = meshwork(&["build", &topo, "-o", &out]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("net.lock: 1 added, 0 moved, 0 removed.\n  + client new-1: 100.127.255.196\n"),
+        "{}",
+        stdout(&o)
+    );
+    let ccd = std::fs::read_to_string(format!("{out}/ccd/web-2")).unwrap();
+    assert!(ccd.contains("100.127.255.194"), "web-2 kept its address: {ccd}");
+    assert_eq!(meshwork(&["check", "--locked", &topo]).status.code(), Some(0));
+
+    // A malformed lock is located in the lock file, in text and JSON, and nothing is built.
+    std::fs::write(&lock, written.replace("version = 1", "version = 1\n<<<<<<< HEAD")).unwrap();
+    let o = meshwork(&["check", &topo]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(&format!("{lock}:6:1")), "{}", stderr(&o));
+    let o = meshwork(&["check", "--format", "json", &topo]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let d = &v["files"][0]["diagnostics"][0];
+    assert_eq!(
+        (d["code"].as_str(), d["file"].as_str(), d["line"].as_u64()),
+        (Some("meshwork::lock::syntax"), Some(lock.as_str()), Some(6))
+    );
+    assert_eq!(meshwork(&["build", &topo, "-o", &s.path("out2")]).status.code(), Some(1));
+}
+
+#[test]
+fn examples_pass_check_locked_in_both_forms() {
+    for name in ["quickstart", "three-controllers", "partial-mesh", "two-pdc", "combined"] {
+        for ext in ["kdl", "toml"] {
+            let o = meshwork(&["check", "--locked", &example(&format!("{name}.{ext}"))]);
+            assert_eq!(o.status.code(), Some(0), "{name}.{ext}: {}", stderr(&o));
+        }
+    }
+}
+
+#[test]
+fn diff_shows_moved_addresses_explicitly() {
+    let s = Scratch::new("diff-moved");
+    // Both versions without a lock: the inserted client moves web-2 and web-3.
+    let old = s.file("old.kdl", LOCKED);
+    let new = s.file("new.kdl", &LOCKED.replace("client \"web-2\"", "client \"new-1\"\nclient \"web-2\""));
+    let o = meshwork(&["diff", &old, &new]);
+    let text = stdout(&o);
+    assert!(text.contains("moved addresses (the objects stay; only their addresses change)\n  ~ client web-2: 100.127.255.194 → 100.127.255.195\n  ~ client web-3: 100.127.255.195 → 100.127.255.196\n"), "{text}");
+    // With the old version's lock beside the new one, nothing moves.
+    assert_eq!(meshwork(&["lock", &old]).status.code(), Some(0));
+    std::fs::copy(s.path("old.lock"), s.path("new.lock")).unwrap();
+    let text = stdout(&meshwork(&["diff", &old, &new]));
+    assert!(!text.contains("moved addresses"), "{text}");
+    assert!(text.contains("+ new-1"), "{text}");
+}
+
+/// A problem in the lock file is annotated on the lock file, in every CI format.
+#[test]
+fn ci_formats_name_the_lock_file_for_its_own_problems() {
+    let s = Scratch::new("lockci");
+    let topology = s.file("net.kdl", LOCKED);
+    let lock = s.file("net.lock", "version = 1\n\n[clients]\nweb-1 = \"not an address\"\n");
+    let o = meshwork(&["check", "--format", "github", &topology]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let commands: Vec<WorkflowCommand> = stdout(&o).lines().filter_map(parse_workflow_command).collect();
+    let invalid = commands
+        .iter()
+        .find(|c| c.properties.get("title").map(String::as_str) == Some("meshwork::lock::invalid"))
+        .unwrap_or_else(|| panic!("no lock::invalid annotation: {}", stdout(&o)));
+    assert_eq!(invalid.properties["file"], lock);
+    assert_eq!(invalid.properties["line"], "4");
+    let o = meshwork(&["check", "--format", "sarif", &topology]);
+    let log: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("SARIF");
+    let result = log["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "meshwork::lock::invalid")
+        .expect("a lock::invalid result");
+    let uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap();
+    assert!(uri.ends_with("net.lock"), "{uri}");
+}

@@ -1,5 +1,6 @@
 //! `alloc::outside-overlay`, `alloc::collision`, `alloc::overlay-too-small`: found while
-//! allocating (see `crate::alloc`), reported here.
+//! allocating (see `crate::alloc`), reported here. `lock::relocated` is reported once the new
+//! addresses are known (see `crate::analyze_with`).
 
 use super::Context;
 use crate::diagnostic::Diagnostics;

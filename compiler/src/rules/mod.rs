@@ -15,6 +15,7 @@ pub mod vxlan;
 
 use crate::alloc::{self, Allocation};
 use crate::diagnostic::Diagnostics;
+use crate::lock::Lock;
 use crate::model::Topology;
 use crate::peering::Mesh;
 use crate::vxlan::alloc::{self as vx_alloc, VxAllocation};
@@ -28,12 +29,13 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub fn new(topology: &'a Topology) -> Self {
+    /// `lock`: the addresses to keep (empty without a lock file).
+    pub fn new(topology: &'a Topology, lock: &Lock) -> Self {
         Self {
             topology,
-            allocation: alloc::allocate(topology),
+            allocation: alloc::allocate(topology, lock),
             mesh: Mesh::new(topology),
-            vx_allocation: vx_alloc::allocate(topology),
+            vx_allocation: vx_alloc::allocate(topology, lock),
         }
     }
 }

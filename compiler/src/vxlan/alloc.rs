@@ -5,6 +5,10 @@
 //! pool's first host, once the topology spans two PDCs). Problems found on the way (addresses
 //! outside a subnet or taken twice, a full subnet, a MAC used twice, a port taken twice) are
 //! diagnostics, reported by `rules::allocation`.
+//!
+//! With a lock (see `crate::lock`), every one of these keeps its locked value first when it
+//! still can (explicit `ip=`, `port=` and `mac=` win over the lock); only new objects fill as
+//! above, so one added line moves nobody else.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -14,10 +18,12 @@ use ipnet::Ipv4Net;
 use super::mac;
 use crate::codes::Code;
 use crate::diagnostic::Diagnostic;
+use crate::lock::{Key, Lock, Section};
 use crate::model::vxlan::{ADMIN_OVERLAY_RULE, FIRST_RULE_PORT, Mac};
 use crate::model::{Sp, Topology};
 use crate::network::CLIENT_PORT;
 use crate::peering::PEER_PORT_BASE;
+use crate::pool::{Pool, Relocation};
 use crate::source::Span;
 
 /// The admin overlay's first node address: host .11, as Danube numbers it.
@@ -40,6 +46,8 @@ pub struct VxAllocation {
     /// Per node: its VTEP address (when it takes part in the IPsec mesh).
     pub vteps: Vec<Option<Ipv4Addr>>,
     pub problems: Vec<Diagnostic>,
+    /// Objects that could not keep their locked values.
+    pub relocations: Vec<Relocation>,
 }
 
 /// Usable hosts of a network, first and last.
@@ -55,34 +63,37 @@ pub fn spans_pdcs(t: &Topology) -> bool {
     pdcs.len() > 1
 }
 
-pub fn allocate(t: &Topology) -> VxAllocation {
+pub fn allocate(t: &Topology, lock: &Lock) -> VxAllocation {
     let mut a = VxAllocation {
         rule_ports: vec![None; t.overlay_rules.len()],
         vnics: t.vxlans.iter().map(|x| vec![None; x.vnics.len()]).collect(),
         admin_vnics: vec![None; t.nodes.len()],
         vteps: vec![None; t.nodes.len()],
         problems: Vec::new(),
+        relocations: Vec::new(),
     };
-    ports(t, &mut a);
-    let topology = t.name.as_ref().map_or("", |n| n.value.as_str());
-    // MAC -> (what holds it, where), across the whole topology.
-    let mut macs: BTreeMap<Mac, (String, Span)> = BTreeMap::new();
+    ports(t, lock, &mut a);
+    let mut macs = Macs {
+        topology: t.name.as_ref().map_or("", |n| n.value.as_str()),
+        held: BTreeMap::new(),
+        explicit: t.vxlans.iter().flat_map(|x| &x.vnics).filter_map(|v| v.mac.as_ref().map(|m| m.value)).collect(),
+    };
     if let Some(admin) = &t.admin_overlay
         && let Some(subnet) = &admin.subnet
     {
-        admin_vnics(t, topology, subnet, &mut macs, &mut a);
+        admin_vnics(t, lock, subnet, &mut macs, &mut a);
     }
     for (i, x) in t.vxlans.iter().enumerate() {
         let Some(subnet) = &x.subnet else { continue };
-        vnic_addresses(t, i, topology, subnet, &mut macs, &mut a);
+        vnic_addresses(t, i, lock, subnet, &mut macs, &mut a);
     }
     if spans_pdcs(t) {
-        vteps(t, &mut a);
+        vteps(t, lock, &mut a);
     }
     a
 }
 
-fn ports(t: &Topology, a: &mut VxAllocation) {
+fn ports(t: &Topology, lock: &Lock, a: &mut VxAllocation) {
     // port -> who holds it (and where, when written in the file)
     let mut taken: BTreeMap<u16, (String, Option<Span>)> = BTreeMap::new();
     taken.insert(CLIENT_PORT, ("OpenVPN's client port".into(), None));
@@ -119,6 +130,24 @@ fn ports(t: &Topology, a: &mut VxAllocation) {
             a.rule_ports[i] = Some(p.value);
         }
     }
+    let mut pool = Pool::new(1, u32::from(u16::MAX));
+    for (port, (holder, _)) in &taken {
+        let _ = pool.take(u32::from(*port), holder.clone());
+    }
+    // Locked ports, for rules without port=.
+    for (i, r) in t.overlay_rules.iter().enumerate() {
+        let Some(locked) = lock.port(&r.name.value).filter(|_| r.port.is_none()) else { continue };
+        let what = format!("overlay rule `{}`", r.name.value);
+        match pool.keep(u32::from(locked), what.clone()) {
+            Ok(()) => a.rule_ports[i] = Some(locked),
+            Err(refusal) => a.relocations.push(Relocation::new(
+                Key::new(Section::RulePorts, &r.name.value),
+                r.name.span,
+                format!("port {locked}"),
+                Relocation::reason_for(refusal, "the UDP ports"),
+            )),
+        }
+    }
     // Defaults: the highest port so far + 1 (from 4790), skipping ports already taken.
     let mut highest: Option<u16> = None;
     for (i, r) in t.overlay_rules.iter().enumerate() {
@@ -129,66 +158,112 @@ fn ports(t: &Topology, a: &mut VxAllocation) {
         if r.port.is_some() {
             continue; // clashed: reported
         }
-        let mut port = highest.map_or(FIRST_RULE_PORT, |h| h.saturating_add(1));
-        while taken.contains_key(&port) && port < u16::MAX {
-            port += 1;
-        }
-        if taken.contains_key(&port) {
-            continue;
-        }
-        taken.insert(port, (format!("overlay rule `{}`", r.name.value), None));
+        let start = highest.map_or(FIRST_RULE_PORT, |h| h.saturating_add(1));
+        let Some(port) = pool.fill_up(u32::from(start), format!("overlay rule `{}`", r.name.value)) else { continue };
+        let port = u16::try_from(port).unwrap_or(u16::MAX);
         a.rule_ports[i] = Some(port);
         highest = Some(port);
     }
 }
 
-fn claim_mac(
-    macs: &mut BTreeMap<Mac, (String, Span)>,
-    mac: Mac,
-    what: String,
-    span: Span,
-    derived: bool,
-    problems: &mut Vec<Diagnostic>,
-) -> bool {
-    if let Some((holder, first)) = macs.get(&mac) {
-        let how = if derived { " (derived)" } else { "" };
-        problems.push(
-            Diagnostic::error(
-                Code::DuplicateMac,
-                format!("{what} and {holder} share MAC {mac}{how}"),
-                span,
-                format!("{mac} again"),
-            )
-            .with_label(*first, format!("{holder} has it"))
-            .with_help(
-                "MACs are unique across the topology; give one of them an explicit mac= (a collision is never shifted)",
-            ),
-        );
-        return false;
-    }
-    macs.insert(mac, (what, span));
-    true
+/// MACs across the whole topology: who holds each (and where), and which are explicit `mac=`
+/// (a locked MAC gives way to those).
+struct Macs<'t> {
+    topology: &'t str,
+    held: BTreeMap<Mac, (String, Span)>,
+    explicit: BTreeSet<Mac>,
 }
 
-fn admin_vnics(
-    t: &Topology,
-    topology: &str,
-    subnet: &Sp<Ipv4Net>,
-    macs: &mut BTreeMap<Mac, (String, Span)>,
-    a: &mut VxAllocation,
-) {
+impl Macs<'_> {
+    /// Claims `mac` for `what`; a MAC held already is an error, never shifted.
+    fn claim(&mut self, mac: Mac, what: String, span: Span, derived: bool, problems: &mut Vec<Diagnostic>) -> bool {
+        if let Some((holder, first)) = self.held.get(&mac) {
+            let how = if derived { " (derived)" } else { "" };
+            problems.push(
+                Diagnostic::error(
+                    Code::DuplicateMac,
+                    format!("{what} and {holder} share MAC {mac}{how}"),
+                    span,
+                    format!("{mac} again"),
+                )
+                .with_label(*first, format!("{holder} has it"))
+                .with_help(
+                    "MACs are unique across the topology; give one of them an explicit mac= (a collision is never shifted)",
+                ),
+            );
+            return false;
+        }
+        self.held.insert(mac, (what, span));
+        true
+    }
+
+    /// The MAC of a vNIC without `mac=`: its locked one while no one else has it, else the one
+    /// derived from the names.
+    fn locked_or_derived(
+        &mut self,
+        locked: Option<Mac>,
+        overlay: &str,
+        vnic: &str,
+        key: Key,
+        span: Span,
+        relocations: &mut Vec<Relocation>,
+    ) -> Mac {
+        if let Some(mac) = locked {
+            let holder = if self.explicit.contains(&mac) {
+                Some("a vNIC's explicit mac=".to_string())
+            } else {
+                self.held.get(&mac).map(|(holder, _)| holder.clone())
+            };
+            match holder {
+                None => return mac,
+                Some(holder) => relocations
+                    .push(Relocation::new(key, span, format!("MAC {mac}"), format!("{holder} has it")).of_mac()),
+            }
+        }
+        mac::derive(self.topology, overlay, vnic)
+    }
+}
+
+fn admin_vnics(t: &Topology, lock: &Lock, subnet: &Sp<Ipv4Net>, macs: &mut Macs<'_>, a: &mut VxAllocation) {
     let Some((first, last)) = usable(subnet.value) else { return too_small_admin(t, subnet, a) };
     let start = u32::from(subnet.value.network()) + ADMIN_OVERLAY_FIRST_HOST;
     let capacity = u64::from(last.saturating_sub(start.max(first)) + 1) * u64::from(start <= last);
     if (t.nodes.len() as u64) > capacity {
         return too_small_admin(t, subnet, a);
     }
+    let range = format!("the admin overlay {} from .{ADMIN_OVERLAY_FIRST_HOST}", subnet.value);
+    let mut pool = Pool::new(start.max(first), last);
+    let locked: Vec<_> = t.nodes.iter().map(|n| lock.vnic(Section::AdminOverlay, "", &n.name.value)).collect();
+    let mut ips: Vec<Option<u32>> = vec![None; t.nodes.len()];
     for (i, n) in t.nodes.iter().enumerate() {
-        let ip = Ipv4Addr::from(start + i as u32);
-        let mac = mac::derive(topology, ADMIN_OVERLAY_RULE, &n.name.value);
+        let Some(v) = locked[i] else { continue };
         let what = format!("the admin-overlay vNIC of node `{}`", n.name.value);
-        if claim_mac(macs, mac, what, n.name.span, true, &mut a.problems) {
-            a.admin_vnics[i] = Some(VnicAddress { ip, mac });
+        match pool.keep(u32::from(v.ip), what.clone()) {
+            Ok(()) => ips[i] = Some(u32::from(v.ip)),
+            Err(r) => a.relocations.push(Relocation::new(
+                Key::new(Section::AdminOverlay, &n.name.value),
+                n.name.span,
+                format!("address {}", v.ip),
+                Relocation::reason_for(r, &range),
+            )),
+        }
+    }
+    for (i, n) in t.nodes.iter().enumerate() {
+        let what = format!("the admin-overlay vNIC of node `{}`", n.name.value);
+        let ip = match ips[i] {
+            Some(ip) => ip,
+            // The capacity check leaves room for every node.
+            None => match pool.fill_up(start, what.clone()) {
+                Some(ip) => ip,
+                None => return too_small_admin(t, subnet, a),
+            },
+        };
+        let locked_mac = locked[i].map(|v| v.mac);
+        let key = Key::new(Section::AdminOverlay, &n.name.value);
+        let mac =
+            macs.locked_or_derived(locked_mac, ADMIN_OVERLAY_RULE, &n.name.value, key, n.name.span, &mut a.relocations);
+        if macs.claim(mac, what, n.name.span, true, &mut a.problems) {
+            a.admin_vnics[i] = Some(VnicAddress { ip: Ipv4Addr::from(ip), mac });
         }
     }
 }
@@ -208,13 +283,14 @@ fn too_small_admin(t: &Topology, subnet: &Sp<Ipv4Net>, a: &mut VxAllocation) {
 fn vnic_addresses(
     t: &Topology,
     i: usize,
-    topology: &str,
+    lock: &Lock,
     subnet: &Sp<Ipv4Net>,
-    macs: &mut BTreeMap<Mac, (String, Span)>,
+    macs: &mut Macs<'_>,
     a: &mut VxAllocation,
 ) {
     let x = &t.vxlans[i];
     let range = usable(subnet.value);
+    let mut pool = range.map(|(first, last)| Pool::new(first, last));
     // Explicit addresses first, so the bottom-up fill skips them wherever they are declared.
     let mut taken: BTreeMap<u32, usize> = BTreeMap::new();
     let mut ips: Vec<Option<Ipv4Addr>> = vec![None; x.vnics.len()];
@@ -252,19 +328,33 @@ fn vnic_addresses(
             a.problems.push(d);
         } else {
             taken.insert(n, k);
+            if let Some(pool) = &mut pool {
+                let _ = pool.take(n, format!("vNIC `{}` (its ip=)", v.name.value));
+            }
             ips[k] = Some(ip.value);
         }
     }
-    if let Some((first, last)) = range {
-        let mut next = first;
+    let locked: Vec<_> = x.vnics.iter().map(|v| lock.vnic(Section::Vnics, &x.name.value, &v.name.value)).collect();
+    let what = |v: &crate::model::vxlan::Vnic| format!("vNIC `{}` of overlay `{}`", v.name.value, x.name.value);
+    if let Some(pool) = &mut pool {
+        let range = format!("the subnet {}", subnet.value);
         for (k, v) in x.vnics.iter().enumerate() {
-            if v.ip.is_some() {
+            let Some(locked) = locked[k].filter(|_| v.ip.is_none()) else { continue };
+            match pool.keep(u32::from(locked.ip), format!("vNIC `{}`", v.name.value)) {
+                Ok(()) => ips[k] = Some(locked.ip),
+                Err(r) => a.relocations.push(Relocation::new(
+                    Key::vnic(&x.name.value, &v.name.value),
+                    v.name.span,
+                    format!("address {}", locked.ip),
+                    Relocation::reason_for(r, &range),
+                )),
+            }
+        }
+        for (k, v) in x.vnics.iter().enumerate() {
+            if ips[k].is_some() || v.ip.is_some() {
                 continue;
             }
-            while taken.contains_key(&next) {
-                next += 1;
-            }
-            if next > last {
+            let Some(n) = pool.fill_up(0, format!("vNIC `{}`", v.name.value)) else {
                 a.problems.push(
                     Diagnostic::error(
                         Code::SubnetFull,
@@ -279,37 +369,61 @@ fn vnic_addresses(
                     .with_help("use a shorter prefix for the overlay's subnet"),
                 );
                 break;
-            }
-            taken.insert(next, k);
-            ips[k] = Some(Ipv4Addr::from(next));
+            };
+            ips[k] = Some(Ipv4Addr::from(n));
         }
     }
     for (k, v) in x.vnics.iter().enumerate() {
         let (mac, span, derived) = match &v.mac {
             Some(m) => (m.value, m.span, false),
-            None => (mac::derive(topology, &x.name.value, &v.name.value), v.name.span, true),
+            None => {
+                let locked_mac = locked[k].map(|l| l.mac);
+                let key = Key::vnic(&x.name.value, &v.name.value);
+                let mac = macs.locked_or_derived(
+                    locked_mac,
+                    &x.name.value,
+                    &v.name.value,
+                    key,
+                    v.name.span,
+                    &mut a.relocations,
+                );
+                (mac, v.name.span, true)
+            }
         };
-        let what = format!("vNIC `{}` of overlay `{}`", v.name.value, x.name.value);
-        let unique = claim_mac(macs, mac, what, span, derived, &mut a.problems);
+        let unique = macs.claim(mac, what(v), span, derived, &mut a.problems);
         if let (true, Some(ip)) = (unique, ips[k]) {
             a.vnics[i][k] = Some(VnicAddress { ip, mac });
         }
     }
 }
 
-fn vteps(t: &Topology, a: &mut VxAllocation) {
-    let pool = t.ipsec.vtep_pool;
-    let Some((first, last)) = usable(pool) else { return vtep_pool_full(t, a) };
-    let mut next = first;
+fn vteps(t: &Topology, lock: &Lock, a: &mut VxAllocation) {
+    let pool_net = t.ipsec.vtep_pool;
+    let Some((first, last)) = usable(pool_net) else { return vtep_pool_full(t, a) };
+    let mut pool = Pool::new(first, last);
+    let range = format!("the VTEP pool {pool_net}");
     for (i, n) in t.nodes.iter().enumerate() {
-        if n.external.is_none() {
+        let Some(locked) = lock.address(Section::Vteps, &n.name.value).filter(|_| n.external.is_some()) else {
+            continue;
+        };
+        match pool.keep(u32::from(locked), format!("the VTEP of node `{}`", n.name.value)) {
+            Ok(()) => a.vteps[i] = Some(locked),
+            Err(r) => a.relocations.push(Relocation::new(
+                Key::new(Section::Vteps, &n.name.value),
+                n.name.span,
+                format!("address {locked}"),
+                Relocation::reason_for(r, &range),
+            )),
+        }
+    }
+    for (i, n) in t.nodes.iter().enumerate() {
+        if n.external.is_none() || a.vteps[i].is_some() {
             continue;
         }
-        if next > last {
+        let Some(ip) = pool.fill_up(first, format!("the VTEP of node `{}`", n.name.value)) else {
             return vtep_pool_full(t, a);
-        }
-        a.vteps[i] = Some(Ipv4Addr::from(next));
-        next += 1;
+        };
+        a.vteps[i] = Some(Ipv4Addr::from(ip));
     }
 }
 

@@ -149,8 +149,8 @@ pub struct Agent {
 /// Modification time and size of a file.
 type FileStamp = Option<(SystemTime, u64)>;
 /// What a reload depends on: the topology file, and the keyset's index (`keys sync` after an
-/// edit that adds an engine makes a topology loadable that was not before).
-type Stamp = (FileStamp, FileStamp);
+/// edit that adds an engine makes a topology loadable that was not before), and its lock file.
+type Stamp = (FileStamp, FileStamp, FileStamp);
 
 fn file_stamp(path: &std::path::Path) -> FileStamp {
     let m = std::fs::metadata(path).ok()?;
@@ -158,7 +158,11 @@ fn file_stamp(path: &std::path::Path) -> FileStamp {
 }
 
 fn stamp(cfg: &AgentConfig) -> Stamp {
-    (file_stamp(&cfg.file), file_stamp(&crate::state::keyset_dir(&cfg.state_dir).join(crate::keys::store::INDEX)))
+    (
+        file_stamp(&cfg.file),
+        file_stamp(&crate::state::keyset_dir(&cfg.state_dir).join(crate::keys::store::INDEX)),
+        file_stamp(&crate::lockfile::path_for(&cfg.file)),
+    )
 }
 
 fn now_secs() -> f64 {
@@ -170,8 +174,8 @@ fn load(cfg: &AgentConfig) -> Result<Loaded, String> {
     let stamp = stamp(cfg);
     // The same path as `meshwork check`: bytes in, located diagnostics out (not UTF-8, too deep
     // and the like included), so a hostile edit of the watched file cannot take the agent down.
-    let bytes = std::fs::read(&cfg.file).map_err(|e| format!("cannot read {}: {e}", cfg.file.display()))?;
-    let mut analysis = meshwork_compiler::analyze_bytes(cfg.file.display().to_string(), bytes);
+    // With its lock file, as every verb reads it, so the agent allocates what `build` did.
+    let mut analysis = crate::lockfile::analyze(&cfg.file, false).map_err(|e| e.to_string())?;
     let Some(net) = analysis.network.take() else {
         let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
         let shown: Vec<_> = analysis.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();

@@ -33,6 +33,8 @@ pub struct Options {
 /// What to apply: a topology (None: destroy) and, from a saved plan, what it was made against.
 struct Target {
     source: Option<SourceFile>,
+    /// The topology's lock file, kept with the applied source for a rollback.
+    lock: Option<SourceFile>,
     desired: Option<Desired>,
     saved: Option<PlanFile>,
 }
@@ -52,7 +54,9 @@ pub fn apply(target: &Path, host: &HostArgs, options: &Options) -> Result<ExitCo
                 )));
             }
             let source = SourceFile::new(plan.topology_file.clone(), plan.source.clone());
-            let desired = desired_from_source(source.clone(), host)?;
+            let lock_name = meshwork::lockfile::path_for(Path::new(&plan.topology_file)).display().to_string();
+            let lock = plan.lock.clone().map(|text| SourceFile::new(lock_name, text));
+            let desired = desired_from_source(source.clone(), lock.clone(), host)?;
             if plan.checksum.as_deref() != Some(desired.checksum.as_str()) {
                 return Err(CliError::Message(format!(
                     "the saved plan {} was made for topology checksum {}, but its topology now compiles to {} \
@@ -62,11 +66,12 @@ pub fn apply(target: &Path, host: &HostArgs, options: &Options) -> Result<ExitCo
                     desired.checksum
                 )));
             }
-            Target { source: Some(source), desired: Some(desired), saved: Some(plan) }
+            Target { source: Some(source), lock, desired: Some(desired), saved: Some(plan) }
         }
         None => {
             let (source, desired) = desired_from_file(target, host)?;
-            Target { source: Some(source), desired: Some(desired), saved: None }
+            let lock = meshwork::lockfile::read(target, false).map_err(io_error("cannot read the lock file"))?.file;
+            Target { source: Some(source), lock, desired: Some(desired), saved: None }
         }
     };
     converge(&rt, host, t, options, "apply")
@@ -76,7 +81,7 @@ pub fn destroy(host: &HostArgs, auto_approve: bool) -> Result<ExitCode, CliError
     refuse_if_agent_runs(host, "destroy")?;
     let rt = host.enter()?;
     let options = Options { auto_approve, try_seconds: None };
-    converge(&rt, host, Target { source: None, desired: None, saved: None }, &options, "destroy")
+    converge(&rt, host, Target { source: None, lock: None, desired: None, saved: None }, &options, "destroy")
 }
 
 /// A running agent keeps the controller as *its* topology file says: it would undo an apply
@@ -130,6 +135,8 @@ fn converge(
         Context { desired: t.desired.as_ref(), observed: &refreshed.observed, applied: refreshed.applied.as_ref() };
     print!("{}", render::text(&refreshed.plan, &cx));
     let previous_source = std::fs::read_to_string(layout.applied_source()).ok();
+    let applied_lock = meshwork::lockfile::path_for(&layout.applied_source());
+    let previous_lock = std::fs::read_to_string(&applied_lock).ok();
     // A confirmation counts only for this apply: one may come while it is still applying.
     if options.try_seconds.is_some() {
         let _ = std::fs::remove_file(layout.confirm());
@@ -158,8 +165,17 @@ fn converge(
         )));
     }
     match &t.source {
-        Some(source) => std::fs::write(layout.applied_source(), source.text.as_bytes())
-            .map_err(io_error("cannot record the applied topology"))?,
+        Some(source) => {
+            std::fs::write(layout.applied_source(), source.text.as_bytes())
+                .map_err(io_error("cannot record the applied topology"))?;
+            match &t.lock {
+                Some(lock) => std::fs::write(&applied_lock, lock.text.as_bytes())
+                    .map_err(io_error("cannot record the applied lock file"))?,
+                None => {
+                    let _ = std::fs::remove_file(&applied_lock);
+                }
+            }
+        }
         None => {
             let _ = std::fs::remove_dir_all(layout.work());
             let _ = std::fs::remove_dir_all(layout.logs());
@@ -178,13 +194,15 @@ fn converge(
             let previous = match previous_source {
                 Some(text) => {
                     let source = SourceFile::new(layout.applied_source().display().to_string(), text);
+                    let lock = previous_lock.map(|text| SourceFile::new(applied_lock.display().to_string(), text));
                     Target {
-                        desired: Some(desired_from_source(source.clone(), host)?),
+                        desired: Some(desired_from_source(source.clone(), lock.clone(), host)?),
                         source: Some(source),
+                        lock,
                         saved: None,
                     }
                 }
-                None => Target { source: None, desired: None, saved: None },
+                None => Target { source: None, lock: None, desired: None, saved: None },
             };
             drop(_lock);
             let back = Options { auto_approve: true, try_seconds: None };

@@ -1,6 +1,7 @@
 //! `meshwork build FILE -o DIR`: compile and write every artifact. Files are written as they
 //! are rendered into a staging directory beside the destination, which is swapped in at the
 //! end, so a failure leaves the old directory intact and nothing half-written in its place.
+//! The lock file is written last (with `--locked`, one that would change is refused instead).
 
 use std::collections::HashSet;
 use std::fs;
@@ -25,8 +26,8 @@ struct JsonBuild {
     nodes: Vec<String>,
 }
 
-pub fn run(file: &Path, out: &Path, state: &Path, format: OutputFormat) -> Result<ExitCode, CliError> {
-    let (_analysis, net) = input::network(file)?;
+pub fn run(file: &Path, out: &Path, locked: bool, state: &Path, format: OutputFormat) -> Result<ExitCode, CliError> {
+    let (analysis, net) = input::network_locked(file, locked)?;
     let options = BuildOptions { ca_fingerprint: input::ca_fingerprint(state)? };
     let fail = |what: &str, path: &Path, e: std::io::Error| {
         CliError::Message(format!("cannot {what} {}: {e}", path.display()))
@@ -65,6 +66,7 @@ pub fn run(file: &Path, out: &Path, state: &Path, format: OutputFormat) -> Resul
             nodes: net.vxlan.nodes.iter().map(|n| n.name.clone()).collect(),
         };
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| CliError::Message(e.to_string()))?);
+        super::lock::write(file, &analysis, true)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -74,6 +76,8 @@ pub fn run(file: &Path, out: &Path, state: &Path, format: OutputFormat) -> Resul
         meshwork::plural::count(net.vxlan.nodes.len(), "node"),
         out.display(),
     );
+    // After the artifacts, so that a failed build leaves the lock as it was.
+    super::lock::write(file, &analysis, false)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -44,7 +44,13 @@ pub enum CheckFormat {
     Sarif,
 }
 
-pub fn run(files: &[PathBuf], format: CheckFormat, deny_warnings: bool, state: &Path) -> Result<ExitCode, CliError> {
+pub fn run(
+    files: &[PathBuf],
+    format: CheckFormat,
+    deny_warnings: bool,
+    locked: bool,
+    state: &Path,
+) -> Result<ExitCode, CliError> {
     let keyset = input::keyset(state)?;
     let options = BuildOptions { ca_fingerprint: keyset.as_ref().map(|k| k.ca_fingerprint()) };
     let mut report = JsonReport { files: vec![], keys: vec![], errors: 0, warnings: 0 };
@@ -69,7 +75,7 @@ pub fn run(files: &[PathBuf], format: CheckFormat, deny_warnings: bool, state: &
     let mut analyses = Vec::new();
     for path in files {
         // A file that cannot be read is one error; the other files are still checked.
-        let analysis = match input::load(path) {
+        let analysis = match input::load_locked(path, locked) {
             Ok(a) => a,
             Err(e) => {
                 report.errors += 1;

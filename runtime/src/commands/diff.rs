@@ -26,7 +26,7 @@ pub enum DiffFormat {
 }
 
 pub fn run(old: &Path, new: &Path, format: DiffFormat, detailed_exitcode: bool) -> Result<ExitCode, CliError> {
-    let (a, b) = (input::load(old)?, input::load(new)?);
+    let (a, b) = (input::load_locked(old, false)?, input::load_locked(new, false)?);
     // Diagnostics for people on stderr, whatever stdout carries.
     input::print_diagnostics(&a.file, &a.diagnostics);
     input::print_diagnostics(&b.file, &b.diagnostics);

@@ -79,9 +79,11 @@ pub fn desired_from_file(file: &Path, host: &HostArgs) -> Result<(SourceFile, De
     Ok((analysis.file, d))
 }
 
-/// The same from a source kept in a saved plan or a state record.
-pub fn desired_from_source(file: SourceFile, host: &HostArgs) -> Result<Desired, CliError> {
-    let mut analysis = meshwork_compiler::analyze(file);
+/// The same from a source kept in a saved plan or a state record, with the lock file kept
+/// beside it (so its addresses are the ones planned).
+pub fn desired_from_source(file: SourceFile, lock: Option<SourceFile>, host: &HostArgs) -> Result<Desired, CliError> {
+    let lock = meshwork_compiler::LockInput::new(lock, false);
+    let mut analysis = meshwork_compiler::analyze_with(file, lock);
     let Some(net) = analysis.network.take() else {
         input::print_diagnostics(&analysis.file, &analysis.diagnostics);
         return Err(CliError::Message(format!("{} no longer compiles", analysis.file.name)));

@@ -12,5 +12,6 @@ pub mod host;
 pub mod keys;
 pub mod keys_transfer;
 pub mod lab;
+pub mod lock;
 pub mod meta;
 pub mod plan;

@@ -37,6 +37,10 @@ pub fn run(
             host: host.host(),
             topology_file: source.name.clone(),
             source: source.text.to_string(),
+            lock: meshwork::lockfile::read(file, false)
+                .map_err(io_error("cannot read the lock file"))?
+                .file
+                .map(|f| f.text.to_string()),
             checksum: Some(desired.checksum.clone()),
             live: refreshed.observed.fingerprint(),
             summary: plan.summary.clone(),

@@ -21,6 +21,9 @@ pub struct PlanFile {
     /// As the plan command was given it (diagnostics name it).
     pub topology_file: String,
     pub source: String,
+    /// The topology's lock file as it was (absent from plans of topologies without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
     /// Topology checksum the plan was made for (None: a destroy plan).
     pub checksum: Option<String>,
     /// Fingerprint of the host as observed when the plan was made.

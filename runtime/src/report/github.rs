@@ -86,10 +86,11 @@ pub fn render(report: &Report<'_>) -> String {
         out += &notice(path.as_deref(), n);
         out.push('\n');
     }
-    for (file, diagnostics) in &report.files {
-        let path = report.path(&file.name);
+    for (topology, diagnostics) in &report.files {
         for d in diagnostics.iter() {
-            out += &annotation(&path, file, d);
+            // A diagnostic in the topology's lock file names that file.
+            let file = d.file_or(topology);
+            out += &annotation(&report.path(&file.name), file, d);
             out.push('\n');
         }
     }

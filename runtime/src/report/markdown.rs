@@ -46,8 +46,13 @@ pub fn diff_comment(
         };
         let _ = writeln!(out, "\n{counts} in {}:\n", code(new));
         for d in diagnostics {
-            let p = Position::of(new_file, d.primary.span);
-            let _ = writeln!(out, "- {} line {}: {}", code(d.code.name()), p.line, escape(&d.message));
+            let file = d.file_or(new_file);
+            let p = Position::of(file, d.primary.span);
+            let place = match std::ptr::eq(file, new_file) {
+                true => format!("line {}", p.line),
+                false => format!("{} line {}", code(&file.name), p.line),
+            };
+            let _ = writeln!(out, "- {} {place}: {}", code(d.code.name()), escape(&d.message));
         }
     }
     out

@@ -26,9 +26,12 @@ pub fn log(report: &Report<'_>, properties: Option<sarif::PropertyBag>) -> sarif
         .rules(rules)
         .build();
     let mut results = Vec::new();
-    for (file, diagnostics) in &report.files {
-        let uri = uri_reference(&report.path(&file.name));
-        results.extend(diagnostics.iter().map(|d| result(&uri, file, d)));
+    for (topology, diagnostics) in &report.files {
+        results.extend(diagnostics.iter().map(|d| {
+            // A diagnostic in the topology's lock file names that file.
+            let file = d.file_or(topology);
+            result(&uri_reference(&report.path(&file.name)), file, d)
+        }));
     }
     let notifications: Vec<sarif::Notification> = report.notices.iter().map(|n| notification(report, n)).collect();
     let unreadable = report.notices.iter().any(|n| n.file.is_some() && n.severity == Severity::Error);
