@@ -563,6 +563,11 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
+        // Until it has exec'd, /proc shows the test's own command line.
+        let started = std::time::Instant::now();
+        while !runs(pid, Program::Openvpn) && started.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let record = ProcessRecord {
             pid,
             start_time: proc_stat(pid).unwrap().start_time,
