@@ -634,3 +634,20 @@ fn stale_pid_files_show_as_changes() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     h.destroy();
 }
+
+/// A controller with no clients yet has no ccd file, and OpenVPN refuses a missing
+/// `--client-config-dir`: apply must still start it.
+#[test]
+fn a_controller_without_clients_starts() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("noclient", 1);
+    let without = topology("noclient", 1).replace("client \"a\"\nclient \"b\"\n", "");
+    assert!(!without.contains("client \""), "{without}");
+    fs::write(&h.file, without).unwrap();
+    let out = h.run("apply", Some(h.file()), &["--auto-approve"]);
+    assert!(out.status.success(), "apply: {}", text(&out));
+    assert!(unit_pid(&h, "server").is_some(), "the server does not run");
+    h.destroy();
+}

@@ -311,6 +311,12 @@ impl<'a> Executor<'a> {
     fn unit(&self, program: Program, name: &str, config: &str, netns: Option<String>) -> io::Result<Unit> {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(self.layout.run())?;
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(self.layout.logs())?;
+        if program == Program::Openvpn {
+            // OpenVPN refuses a missing --client-config-dir, and a controller without clients
+            // has no ccd file to make it.
+            let ccd = self.layout.work().join(meshwork_compiler::emit::openvpn::CCD_DIR);
+            std::fs::DirBuilder::new().recursive(true).mode(0o755).create(ccd)?;
+        }
         Ok(Unit {
             program,
             name: name.to_string(),
