@@ -131,7 +131,7 @@ fn two_pdc_lab_up_test_drill_and_down() {
     }
     assert!(!left.contains(&format!("{tag}-")), "a namespace of the lab left: {left}");
     for pid in pids {
-        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "process {pid} left");
+        assert!(!support::alive(pid), "process {pid} left");
     }
     let links = output("ip", &["-o", "link"]);
     assert!(!links.contains("mw-vm"), "a VM port left in the host's namespace: {links}");

@@ -139,15 +139,7 @@ async fn set_mac(nl: &Netlink, link: &str, mac: [u8; 6]) -> io::Result<()> {
 /// Removes every namespace of the node part, keeping on after a failure; returns every failure.
 /// What is already gone is not a failure.
 pub fn teardown(layout: &NodeLayout) -> Vec<String> {
-    let mut failures = Vec::new();
-    for ns in layout.namespaces() {
-        match netns::delete(ns) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => failures.push(format!("cannot delete network namespace {ns}: {e}")),
-        }
-    }
-    failures
+    layout.namespaces().into_iter().filter_map(super::world::delete_netns).collect()
 }
 
 /// Cuts a node off its admin segment and the internet (the far ends of its veths down), or

@@ -181,13 +181,7 @@ pub fn test_text(rows: &[Row]) -> String {
         .iter()
         .map(|r| {
             vec![
-                if r.skipped {
-                    "skip".into()
-                } else if r.holds() {
-                    "ok".into()
-                } else {
-                    "FAIL".into()
-                },
+                verdict(r.skipped, r.holds()).into(),
                 r.name.clone(),
                 r.flow.clone(),
                 r.expected.unwrap_or("-").into(),
@@ -222,13 +216,7 @@ pub fn node_checks_text(c: &NodeChecks) -> String {
         .iter()
         .map(|r| {
             vec![
-                if r.skipped {
-                    "skip".into()
-                } else if r.holds() {
-                    "ok".into()
-                } else {
-                    "FAIL".into()
-                },
+                verdict(r.skipped, r.holds()).into(),
                 r.overlay.clone(),
                 format!("{} -> {}", r.from, r.to),
                 r.path.clone(),
@@ -264,4 +252,13 @@ pub fn node_checks_text(c: &NodeChecks) -> String {
         }
     );
     out
+}
+
+/// A row's first column in `lab test`.
+fn verdict(skipped: bool, holds: bool) -> &'static str {
+    match (skipped, holds) {
+        (true, _) => "skip",
+        (false, true) => "ok",
+        (false, false) => "FAIL",
+    }
 }

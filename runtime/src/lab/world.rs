@@ -60,11 +60,7 @@ pub async fn teardown(layout: &LabLayout) -> Vec<String> {
     let mut failures = Vec::new();
     // Deleting a namespace deletes its veths (and so their peers in the other namespace).
     for ns in layout.namespaces() {
-        match netns::delete(ns) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => failures.push(format!("cannot delete network namespace {ns}: {e}")),
-        }
+        failures.extend(delete_netns(ns));
     }
     if !layout.names.is_empty() {
         for host in layout.hosts() {
@@ -277,16 +273,20 @@ pub async fn add_client(layout: &LabLayout, host: &LabHost) -> io::Result<()> {
 
 /// Removes one client's namespace (and hosts file) from a built lab.
 pub fn remove_client(layout: &LabLayout, host: &LabHost) -> Vec<String> {
-    let mut failures = Vec::new();
-    match netns::delete(&host.netns) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => failures.push(format!("cannot delete network namespace {}: {e}", host.netns)),
-    }
+    let mut failures: Vec<String> = delete_netns(&host.netns).into_iter().collect();
     if !layout.names.is_empty() {
         failures.extend(remove_hosts_file(&host.netns));
     }
     failures
+}
+
+/// Deletes namespace `ns`; one already gone is not a failure.
+pub fn delete_netns(ns: &str) -> Option<String> {
+    match netns::delete(ns) {
+        Ok(()) => None,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => Some(format!("cannot delete network namespace {ns}: {e}")),
+    }
 }
 
 #[cfg(test)]

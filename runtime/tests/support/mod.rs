@@ -160,6 +160,14 @@ pub fn run(cmd: &str, args: &[&str]) {
     output(cmd, args);
 }
 
+/// Whether process `pid` still runs: a zombie (dead, waiting for whichever parent inherited
+/// it to reap it) does not.
+pub fn alive(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()).is_some_and(|state| state != 'Z')
+}
+
 /// `meshwork ARGS`, whatever its exit status.
 pub fn meshwork(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_meshwork")).args(args).stdin(Stdio::null()).output().expect("run meshwork")
