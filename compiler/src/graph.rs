@@ -57,10 +57,13 @@ pub fn dot(net: &Network) -> String {
     s.push_str("    node [shape=box, style=rounded];\n\n");
     for c in &net.controllers {
         let engines = c.engines.as_ref().map_or(0, |e| e.engines.len());
+        let clients = primary_clients(net, &c.name);
         let mut lines = vec![
             c.name.clone(),
             format!("id {}", c.id),
+            format!("overlay {}", c.overlay_ip),
             format!("{engines} engine{}", if engines == 1 { "" } else { "s" }),
+            format!("{clients} client{} (primary)", if clients == 1 { "" } else { "s" }),
         ];
         let spof = cut_vertices.contains(&c.name);
         if spof {
@@ -74,6 +77,11 @@ pub fn dot(net: &Network) -> String {
             let _ = write!(s, ", tooltip={}", quote(&format!("{} (id {}) at {}", c.name, c.id, c.address)));
         }
         s.push_str("];\n");
+        for lan in &c.lans {
+            let id = quote(&format!("lan:{}:{lan}", c.name));
+            let _ = writeln!(s, "    {id} [label={}, shape=note];", quote(&format!("LAN {lan}")));
+            let _ = writeln!(s, "    {} -- {id} [style=dotted];", quote(&c.name));
+        }
     }
     if !net.tunnels.is_empty() {
         s.push('\n');
@@ -92,8 +100,56 @@ pub fn dot(net: &Network) -> String {
         s.push_str("];\n");
     }
     nodes(net, &mut s);
+    legend(net, &mut s);
     s.push_str("}\n");
     s
+}
+
+/// Clients (not revoked) whose pack tries `controller` first.
+pub fn primary_clients(net: &Network, controller: &str) -> usize {
+    net.clients
+        .iter()
+        .filter(|c| !c.revoked && crate::failover::primary(net, c).is_some_and(|p| p.name == controller))
+        .count()
+}
+
+/// What the shapes and lines mean, for what this graph has. Legend ids hold a `:`, which no
+/// topology name may, so they never meet a controller or node of the same name.
+fn legend(net: &Network, s: &mut String) {
+    let mut items: Vec<(&str, &str, &str)> = Vec::new();
+    if !net.controllers.is_empty() {
+        items.push((
+            "controller",
+            "shape=box, style=rounded",
+            "controller: name, id, overlay address, engines, clients",
+        ));
+    }
+    if net.controllers.iter().any(|c| !c.lans.is_empty()) {
+        items.push(("lan", "shape=note", "LAN behind a controller (dotted)"));
+    }
+    if !net.vxlan.is_empty() {
+        items.push(("node", "shape=box3d", "compute node: admin address, VTEP, vNICs"));
+    }
+    if items.is_empty() {
+        return;
+    }
+    s.push_str("\n    subgraph cluster_legend {\n        label=\"legend\";\n        style=dashed;\n");
+    for (id, shape, text) in &items {
+        let _ = writeln!(s, "        {} [label={}, {shape}];", quote(&format!("legend:{id}")), quote(text));
+    }
+    if !net.tunnels.is_empty() {
+        s.push_str(
+            "        \"legend:a\" [label=\"\", shape=point];\n        \"legend:b\" [label=\"\", shape=point];\n",
+        );
+        s.push_str("        \"legend:a\" -- \"legend:b\" [label=\"peering tunnel (cost); red and bold: single point of failure\"];\n");
+    }
+    if !net.vxlan.ipsec.pairs.is_empty() {
+        s.push_str(
+            "        \"legend:c\" [label=\"\", shape=point];\n        \"legend:d\" [label=\"\", shape=point];\n",
+        );
+        s.push_str("        \"legend:c\" -- \"legend:d\" [label=\"IPsec between PDCs\", style=dashed];\n");
+    }
+    s.push_str("    }\n");
 }
 
 /// Compute nodes, one cluster per PDC, and the IPsec mesh between PDCs (dashed).
@@ -143,6 +199,11 @@ controller "c" id=3 { address "192.0.2.3"; }
         dot.lines().find(|l| l.trim_start().starts_with(start)).unwrap_or_else(|| panic!("no line {start:?} in\n{dot}"))
     }
 
+    /// Edges of the mesh itself, not the legend's.
+    fn edges(dot: &str) -> usize {
+        dot.lines().filter(|l| l.contains(" -- ") && !l.contains("legend:")).count()
+    }
+
     #[test]
     fn chain_marks_the_middle_controller_and_both_links() {
         let n = net(&format!("{HEAD}peering {{\n    link \"a\" \"b\" cost=3\n    link \"b\" \"c\"\n}}\n"));
@@ -151,16 +212,23 @@ controller "c" id=3 { address "192.0.2.3"; }
         assert!(d.contains("graph \"g\" {"));
         assert!(d.ends_with("}\n"));
         let b = line(&d, "\"b\" [");
-        assert!(b.contains("label=\"b\\nid 2\\n3 engines\\nsingle point of failure\""), "{b}");
+        assert!(
+            b.contains("label=\"b\\nid 2\\noverlay 100.127.255.252\\n3 engines\\n0 clients (primary)\\nsingle point of failure\""),
+            "{b}"
+        );
         assert!(b.contains("color=red") && b.contains("bold"), "{b}");
         assert!(b.contains("tooltip=\"single point of failure: losing b splits the mesh\""), "{b}");
         let a = line(&d, "\"a\" [");
-        assert!(a.contains("label=\"a\\nid 1\\n0 engines\"") && !a.contains("red"), "{a}");
+        assert!(
+            a.contains("label=\"a\\nid 1\\noverlay 100.127.255.253\\n0 engines\\n0 clients (primary)\"")
+                && !a.contains("red"),
+            "{a}"
+        );
         let ab = line(&d, "\"a\" -- \"b\"");
         assert!(ab.contains("label=\"cost 3\\nsingle point of failure\"") && ab.contains("color=red"), "{ab}");
         let bc = line(&d, "\"b\" -- \"c\"");
         assert!(bc.contains("label=\"cost 1\\n") && bc.contains("style=bold"), "{bc}");
-        assert_eq!(d.matches(" -- ").count(), 2);
+        assert_eq!(edges(&d), 2);
         assert_eq!(d, dot(&n));
     }
 
@@ -171,9 +239,9 @@ controller "c" id=3 { address "192.0.2.3"; }
         ));
         let d = dot(&n);
         assert!(!d.contains("color=red"), "{d}");
-        assert_eq!(d.matches(SPOF).count(), 1, "only the legend mentions it:\n{d}");
+        assert_eq!(d.matches(SPOF).count(), 2, "only the header and the legend mention it:\n{d}");
         assert!(line(&d, "\"a\" -- \"c\"").contains("label=\"cost 5\""));
-        assert_eq!(d.matches(" -- ").count(), 3);
+        assert_eq!(edges(&d), 3);
     }
 
     #[test]
@@ -188,6 +256,30 @@ controller "y" id=2 { address "192.0.2.2"; }
         // Losing the only tunnel splits the pair; neither controller is a cut vertex.
         assert!(line(&d, "\"x\" -- \"y\"").contains("color=red"));
         assert!(!line(&d, "\"x\" [").contains("red"));
+    }
+
+    #[test]
+    fn lans_client_counts_and_a_legend() {
+        let n = net(&format!(
+            "{HEAD}controller \"d\" id=4 {{\n    address \"192.0.2.4\"\n    lan \"10.10.0.0/16\"\n    lan \"10.11.0.0/16\"\n}}\n\
+             clients \"c\" count=40\nclient \"gone\" revoked=#true\n"
+        ));
+        let d = dot(&n);
+        assert!(d.contains("    \"lan:d:10.10.0.0/16\" [label=\"LAN 10.10.0.0/16\", shape=note];\n"), "{d}");
+        assert!(d.contains("    \"d\" -- \"lan:d:10.11.0.0/16\" [style=dotted];\n"), "{d}");
+        // Every live client is some controller's primary; the revoked one counts nowhere.
+        let counted: usize = ["a", "b", "c", "d"]
+            .iter()
+            .map(|c| {
+                let l = line(&d, &format!("\"{c}\" ["));
+                let at = l.find(" clients (primary)").or_else(|| l.find(" client (primary)")).expect("a count");
+                l[..at].rsplit("\\n").next().unwrap().parse::<usize>().unwrap()
+            })
+            .sum();
+        assert_eq!(counted, 40, "{d}");
+        assert!(d.contains("subgraph cluster_legend {"), "{d}");
+        assert!(d.contains("\"legend:lan\" [label=\"LAN behind a controller (dotted)\", shape=note];"), "{d}");
+        assert!(!d.contains("legend:node"), "no compute nodes, so no node in the legend:\n{d}");
     }
 
     #[test]

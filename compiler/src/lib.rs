@@ -13,6 +13,7 @@ pub mod diff;
 pub mod emit;
 pub mod encoding;
 pub mod explain;
+pub mod failover;
 pub mod firewall;
 pub mod grammar;
 pub mod graph;

@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::{Compression, GzBuilder};
 use meshwork_compiler::emit::openvpn::{DATA_CIPHERS, TLS_VERSION_MIN};
-use meshwork_compiler::network::{CLIENT_PORT, ClientNet, ControllerNet, Network};
-use sha2::{Digest, Sha256};
+use meshwork_compiler::network::{CLIENT_PORT, ClientNet, Network};
 
 use crate::keys::{KeyError, Keyset};
 
@@ -133,31 +132,9 @@ pub fn client<'a>(net: &'a Network, name: &str) -> Result<&'a ClientNet, PackErr
     Ok(c)
 }
 
-/// The controllers by id, the client's primary first, then the others in id order starting
-/// after the primary.
-pub fn controllers<'a>(net: &'a Network, client: &ClientNet) -> Vec<&'a ControllerNet> {
-    let mut by_id: Vec<&ControllerNet> = net.controllers.iter().collect();
-    by_id.sort_by_key(|c| c.id);
-    if by_id.is_empty() {
-        return by_id;
-    }
-    let primary = primary_index(&client.name, by_id.len());
-    by_id.rotate_left(primary);
-    by_id
-}
-
-/// Index of the primary among `n` controllers: the first 8 bytes of SHA-256(name), big endian,
-/// mod n. Depends on nothing but the name and the number of controllers.
-fn primary_index(name: &str, n: usize) -> usize {
-    let digest = Sha256::digest(name.as_bytes());
-    let mut head = [0u8; 8];
-    head.copy_from_slice(&digest[..8]);
-    (u64::from_be_bytes(head) % n as u64) as usize
-}
-
 /// `(address, port)` of every controller the client may connect to, in the order it tries them.
 pub fn remotes(net: &Network, client: &ClientNet) -> Vec<(String, u16)> {
-    controllers(net, client).into_iter().map(|c| (c.address.to_string(), CLIENT_PORT)).collect()
+    meshwork_compiler::failover::order(net, client).into_iter().map(|c| (c.address.to_string(), CLIENT_PORT)).collect()
 }
 
 /// How the config reaches the key material.
@@ -178,7 +155,7 @@ pub fn ovpn_with_files(net: &Network, client: &ClientNet, opts: &PackOptions) ->
 }
 
 fn config(net: &Network, client: &ClientNet, keys: Keys<'_>, opts: &PackOptions) -> String {
-    let order = controllers(net, client);
+    let order = meshwork_compiler::failover::order(net, client);
     let mut s = String::with_capacity(8192);
     let _ = writeln!(s, "# meshwork clientpack for {} ({}) of topology {}", client.name, client.ip, net.name);
     match order.first() {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// meshwork: compile, check and (later) apply an encrypted overlay network from one topology file.
+/// meshwork: check, compile, plan, apply and keep an encrypted overlay network from one topology file.
 #[derive(Parser)]
 #[command(name = "meshwork", version, about, propagate_version = true)]
 struct Cli {
@@ -31,8 +31,10 @@ enum Command {
     /// Validate topology files: every problem, with its code and place. Exit 0 when clean or
     /// only warnings, 1 on errors.
     Check {
+        /// Topology files (KDL or TOML); each is checked with its lock file NAME.lock.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Output: `text` for people, `json`, `github` (workflow annotations) or `sarif` (SARIF 2.1.0).
         #[arg(long, value_enum, default_value_t)]
         format: commands::check::CheckFormat,
         /// Treat warnings as errors.
@@ -46,10 +48,12 @@ enum Command {
     },
     /// Compile a topology into every host's configuration.
     Build {
+        /// The topology file (KDL or TOML), with its lock file NAME.lock beside it.
         file: PathBuf,
         /// Output directory (replaced as a whole; never half-written).
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
+        /// Output: `text` for people, `json` for programs.
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
         /// Refuse to build when the lock file (NAME.lock) is missing or would change, instead
@@ -61,9 +65,13 @@ enum Command {
     },
     /// Write the topology's lock file (NAME.lock beside it): the address of every object, so
     /// that none moves when another is added, removed or reordered. Commit it with the file.
-    Lock { file: PathBuf },
+    Lock {
+        /// The topology file (KDL or TOML); NAME.lock is written beside it.
+        file: PathBuf,
+    },
     /// The firewall's verdict for one flow, and the rule that decides it.
     Explain {
+        /// The topology file (KDL or TOML), with its lock file NAME.lock beside it.
         file: PathBuf,
         /// Client name or overlay address.
         from: String,
@@ -71,14 +79,19 @@ enum Command {
         to: String,
         /// tcp, udp, icmp or any.
         proto: String,
+        /// Destination port (required for tcp and udp).
         port: Option<u16>,
+        /// Output: `text` for people, `json` for programs.
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
     },
     /// What changes on each controller between two versions of a topology.
     Diff {
+        /// The topology as it was (e.g. from `git show main:FILE`).
         old: PathBuf,
+        /// The topology as it will be.
         new: PathBuf,
+        /// Output: `text`, `json`, `github` (workflow annotations), `sarif` or `markdown` (a pull-request comment).
         #[arg(long, value_enum, default_value_t)]
         format: commands::diff::DiffFormat,
         /// Exit 2 when there are changes (0 none, 1 error), like `terraform plan`.
@@ -87,12 +100,17 @@ enum Command {
     },
     /// The peering mesh as Graphviz DOT (or JSON: controllers, tunnels, single points of failure).
     Graph {
+        /// The topology file (KDL or TOML), with its lock file NAME.lock beside it.
         file: PathBuf,
+        /// Output: `text` for people, `json` for programs.
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
     },
     /// List diagnostic codes, or explain one.
-    Codes { code: Option<String> },
+    Codes {
+        /// A code such as MW001; without one, every code with its title.
+        code: Option<String>,
+    },
     /// The topology's keyset: a CA and every identity's certificate.
     Keys {
         #[command(subcommand)]
@@ -101,14 +119,17 @@ enum Command {
     /// What `apply` would change on this controller host: drift first, then `+`/`~`/`-` per
     /// object. Exit 0, or with --detailed-exitcode 0 no changes, 1 error, 2 changes.
     Plan {
+        /// The topology file (KDL or TOML), with its lock file NAME.lock beside it.
         file: PathBuf,
         #[command(flatten)]
         host: commands::host::HostArgs,
         /// Save the plan; `meshwork apply PLANFILE` then performs exactly it.
         #[arg(long = "out", short = 'o', visible_alias = "out-file")]
         out: Option<PathBuf>,
+        /// Exit 2 when there are changes (0 none, 1 error), like `terraform plan`.
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Output: `text` for people, `json` for programs.
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
     },
@@ -128,18 +149,28 @@ enum Command {
         /// Keep what a running `apply --try` applied.
         #[arg(long)]
         confirm: bool,
+        /// `json`: the plan, each action done and the outcome as one JSON object on stdout
+        /// (needs --auto-approve or a saved plan: JSON output cannot ask).
+        #[arg(long, value_enum, default_value_t, conflicts_with = "try_seconds")]
+        format: OutputFormat,
     },
     /// Remove everything meshwork owns on this host (its nft table, plugin0, mw-* links and
     /// namespaces, its routes, OpenVPN processes and files); nothing else.
     Destroy {
         #[command(flatten)]
         host: commands::host::HostArgs,
+        /// Don't ask (required when stdin is not a terminal).
         #[arg(long)]
         auto_approve: bool,
+        /// `json`: what was removed and the outcome as one JSON object on stdout (needs
+        /// --auto-approve).
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
     },
     /// Keep this controller what the topology says: repair drift, follow clients to their
     /// engines, converge when the file changes (or on SIGHUP); serve the HTTPS API.
     Agent {
+        /// The topology file (KDL or TOML), with its lock file NAME.lock beside it.
         file: PathBuf,
         #[command(flatten)]
         host: commands::host::HostArgs,
@@ -164,6 +195,7 @@ enum Command {
     },
     /// Write a client's clientpack (an OpenVPN config with its certificate and key inline).
     Clientpack {
+        /// The topology file (KDL or TOML), with its lock file NAME.lock beside it.
         file: PathBuf,
         /// The client; or --all.
         #[arg(required_unless_present = "all")]
@@ -184,9 +216,13 @@ enum Command {
         state: StateArg,
     },
     /// A shell completion script on stdout, e.g. `meshwork completions bash > /etc/bash_completion.d/meshwork`.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// The man page meshwork(1) on stdout, or with --dir one page per verb written there.
     Man {
+        /// Write meshwork.1 and one page per verb (meshwork-VERB.1) into this directory.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -211,12 +247,14 @@ enum LabAction {
     /// Build every namespace, apply every controller, start agents and clients; wait until
     /// every client is connected and routed by every controller.
     Up {
+        /// The topology file (KDL or TOML), with its lock file NAME.lock beside it.
         file: PathBuf,
         #[command(flatten)]
         state: StateArg,
     },
     /// The mesh, the clients and where each one sits.
     Status {
+        /// Output: `text` for people, `json` for programs.
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
         #[command(flatten)]
@@ -225,6 +263,7 @@ enum LabAction {
     /// Every `expect` with real packets: expected, static and observed verdicts; exit 1 when
     /// any differ.
     Test {
+        /// Output: `text` for people, `json` for programs.
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
         #[command(flatten)]
@@ -243,6 +282,7 @@ enum LabAction {
         /// and with --ipsec the agent brings the tunnel back); print the times.
         #[arg(long)]
         wait: bool,
+        /// Output: `text` for people, `json` for programs.
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
         #[command(flatten)]
@@ -256,6 +296,7 @@ enum LabAction {
     },
     /// Bring a killed controller or node back: links up, applied again, agent started.
     Restore {
+        /// A controller or a node of the lab.
         controller: String,
         #[command(flatten)]
         state: StateArg,
@@ -271,19 +312,23 @@ enum LabAction {
 enum KeysAction {
     /// Create the topology's keyset (once; refuses to overwrite).
     Init {
+        /// The topology file (KDL or TOML), with its lock file NAME.lock beside it.
         file: PathBuf,
         #[command(flatten)]
         state: StateArg,
     },
     /// Issue what the file added, revoke what it removed or marks revoked; idempotent.
     Sync {
+        /// The topology file (KDL or TOML), with its lock file NAME.lock beside it.
         file: PathBuf,
         #[command(flatten)]
         state: StateArg,
     },
     /// Re-issue certificates that expire within --within days (default 30).
     Renew {
+        /// The topology file (KDL or TOML), with its lock file NAME.lock beside it.
         file: PathBuf,
+        /// Days: renew what expires within this many.
         #[arg(long, default_value_t = 30)]
         within: u32,
         #[command(flatten)]
@@ -291,6 +336,7 @@ enum KeysAction {
     },
     /// Replace the pre-shared key of the node pair A B (either order), or of every pair.
     RotatePsk {
+        /// The topology file (KDL or TOML), with its lock file NAME.lock beside it.
         file: PathBuf,
         /// One node of the pair (give both, or neither for every pair).
         #[arg(requires = "b")]
@@ -305,6 +351,7 @@ enum KeysAction {
         /// File holding the shared token.
         #[arg(long)]
         token_file: PathBuf,
+        /// The bundle to write.
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
         #[command(flatten)]
@@ -315,6 +362,7 @@ enum KeysAction {
         /// The agent's API, e.g. https://192.0.2.10:7443
         #[arg(long)]
         from: String,
+        /// File holding the shared token (not the token itself, so it stays out of shell history).
         #[arg(long)]
         token_file: PathBuf,
         #[command(flatten)]
@@ -322,7 +370,9 @@ enum KeysAction {
     },
     /// Restore a keyset from a bundle; a wrong token or a tampered bundle writes nothing.
     Import {
+        /// The bundle written by `keys export`.
         bundle: PathBuf,
+        /// File holding the shared token (not the token itself, so it stays out of shell history).
         #[arg(long)]
         token_file: PathBuf,
         #[command(flatten)]
@@ -376,14 +426,14 @@ fn main() -> ExitCode {
         Command::Plan { file, host, out, detailed_exitcode, format } => {
             commands::plan::run(&file, &host, out.as_deref(), detailed_exitcode, format)
         }
-        Command::Apply { target, host, auto_approve, try_seconds, confirm } => match (confirm, target) {
+        Command::Apply { target, host, auto_approve, try_seconds, confirm, format } => match (confirm, target) {
             (true, _) => commands::apply::confirm(&host),
             (false, Some(target)) => {
-                commands::apply::apply(&target, &host, &commands::apply::Options { auto_approve, try_seconds })
+                commands::apply::apply(&target, &host, &commands::apply::Options { auto_approve, try_seconds, format })
             }
             (false, None) => Err(input::CliError::Message("apply needs a topology file or a saved plan".into())),
         },
-        Command::Destroy { host, auto_approve } => commands::apply::destroy(&host, auto_approve),
+        Command::Destroy { host, auto_approve, format } => commands::apply::destroy(&host, auto_approve, format),
         Command::Agent { file, host, listen, read_token_file, join_token_file, resync } => commands::agent::run(
             &file,
             &host,
@@ -422,5 +472,32 @@ fn restore_default_sigpipe() {
     // SAFETY: signal(2) with a valid signal number and the default action.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Issue 13, item 7: `--help` explains every positional and flag of every verb.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "meshwork", &mut missing);
+        assert!(missing.is_empty(), "arguments without help text:\n{}", missing.join("\n"));
     }
 }

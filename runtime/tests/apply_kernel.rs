@@ -651,3 +651,44 @@ fn a_controller_without_clients_starts() {
     assert!(unit_pid(&h, "server").is_some(), "the server does not run");
     h.destroy();
 }
+
+/// Issue 13, item 7: `apply` and `destroy` speak JSON for programs: the plan, each action done
+/// and the outcome; no question asked (refused without --auto-approve), nothing but JSON on
+/// stdout.
+#[test]
+fn apply_and_destroy_speak_json() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut h = Host::new("jsonout", 1);
+    let asks = h.run("apply", Some(h.file()), &["--format", "json"]);
+    assert_eq!(asks.status.code(), Some(1), "{}", text(&asks));
+    assert!(text(&asks).contains("--format json cannot ask"), "{}", text(&asks));
+    assert!(h.pids().is_empty(), "the refused apply started something");
+
+    let json = |out: &std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", text(out));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+    };
+    let applied = json(&h.run("apply", Some(h.file()), &["--format", "json", "--auto-approve"]));
+    assert_eq!(applied["verb"], "apply");
+    assert_eq!(applied["outcome"], "applied");
+    let planned = applied["plan"]["changes"].as_array().unwrap().len();
+    let done = applied["done"].as_array().unwrap();
+    assert!(planned > 0 && done.len() == planned, "{planned} planned, {} done: {applied}", done.len());
+    assert!(done.iter().any(|d| d["kind"] == "process" && d["action"] == "create"), "{applied}");
+    assert!(unit_pid(&h, "server").is_some(), "the server does not run");
+
+    let again = json(&h.run("apply", Some(h.file()), &["--format", "json", "--auto-approve"]));
+    assert_eq!(again["outcome"], "unchanged", "{again}");
+    assert!(again["done"].as_array().unwrap().is_empty(), "{again}");
+
+    for pid in h.pids() {
+        h.lab.kill_on_drop(pid);
+    }
+    let destroyed = json(&h.run("destroy", None, &["--format", "json", "--auto-approve"]));
+    assert_eq!(destroyed["verb"], "destroy");
+    assert_eq!(destroyed["outcome"], "applied");
+    assert!(destroyed["done"].as_array().unwrap().iter().all(|d| d["action"] == "delete"), "{destroyed}");
+    assert!(h.pids().is_empty(), "destroy left processes");
+}

@@ -721,7 +721,7 @@ fn build_and_graph_speak_json() {
         "chain.kdl",
         "topology \"c\"\noverlay \"100.127.1.0/24\"\ncontroller \"a\" id=1 { address \"192.0.2.1\"; }\n\
          controller \"b\" id=2 { address \"192.0.2.2\"; }\ncontroller \"c\" id=3 { address \"192.0.2.3\"; }\n\
-         peering { link \"a\" \"b\"; link \"b\" \"c\"; }\n",
+         peering { link \"a\" \"b\"; link \"b\" \"c\"; }\nclients \"w\" count=6\n",
     );
     let o = meshwork(&["graph", "--format", "json", &chain]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -734,6 +734,10 @@ fn build_and_graph_speak_json() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(spof, ["b"]);
+    assert_eq!(v["controllers"][0]["overlay_ip"], "100.127.1.253");
+    let primaries: u64 =
+        v["controllers"].as_array().unwrap().iter().map(|c| c["primary_clients"].as_u64().unwrap()).sum();
+    assert_eq!(primaries, 6, "every client is one controller's primary: {v}");
     assert_eq!(v["tunnels"].as_array().unwrap().len(), 2);
     assert!(v["tunnels"].as_array().unwrap().iter().all(|t| t["single_point_of_failure"] == true), "{v}");
 }

@@ -19,7 +19,10 @@ use meshwork::host::render::{self, Context};
 use meshwork::host::session;
 use meshwork_compiler::source::SourceFile;
 
+use serde::Serialize;
+
 use super::host::{HostArgs, desired_from_file, desired_from_source, io_error};
+use crate::OutputFormat;
 use crate::input::CliError;
 
 /// The verb of the apply that undoes an unconfirmed `apply --try`.
@@ -28,6 +31,30 @@ const ROLLBACK: &str = "apply (rollback)";
 pub struct Options {
     pub auto_approve: bool,
     pub try_seconds: Option<u64>,
+    /// Json: no text, no question; one object at the end ([`JsonReport`]).
+    pub format: OutputFormat,
+}
+
+/// What `apply|destroy --format json` prints: the plan as `plan --format json` shows it, every
+/// action done, and how it ended. Printed on failure too (with `error`), so a program sees
+/// what was done before the failure.
+#[derive(Serialize)]
+struct JsonReport {
+    verb: &'static str,
+    plan: serde_json::Value,
+    /// In the order done.
+    done: Vec<JsonAction>,
+    /// `applied`, `unchanged` (nothing to do) or `failed`.
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonAction {
+    action: meshwork::host::plan::Action,
+    kind: meshwork::host::resource::Kind,
+    name: String,
 }
 
 /// What to apply: a topology (None: destroy) and, from a saved plan, what it was made against.
@@ -77,10 +104,10 @@ pub fn apply(target: &Path, host: &HostArgs, options: &Options) -> Result<ExitCo
     converge(&rt, host, t, options, "apply")
 }
 
-pub fn destroy(host: &HostArgs, auto_approve: bool) -> Result<ExitCode, CliError> {
+pub fn destroy(host: &HostArgs, auto_approve: bool, format: OutputFormat) -> Result<ExitCode, CliError> {
     refuse_if_agent_runs(host, "destroy")?;
     let rt = host.enter()?;
-    let options = Options { auto_approve, try_seconds: None };
+    let options = Options { auto_approve, try_seconds: None, format };
     converge(&rt, host, Target { source: None, lock: None, desired: None, saved: None }, &options, "destroy")
 }
 
@@ -133,7 +160,23 @@ fn converge(
     }
     let cx =
         Context { desired: t.desired.as_ref(), observed: &refreshed.observed, applied: refreshed.applied.as_ref() };
-    print!("{}", render::text(&refreshed.plan, &cx));
+    let json = options.format == OutputFormat::Json;
+    if json {
+        if !refreshed.plan.is_empty() && t.saved.is_none() && !options.auto_approve {
+            return Err(CliError::Message(format!(
+                "{verb} --format json cannot ask for confirmation: pass --auto-approve, or apply a saved plan"
+            )));
+        }
+    } else {
+        print!("{}", render::text(&refreshed.plan, &cx));
+    }
+    let mut report = JsonReport {
+        verb: if t.desired.is_some() { "apply" } else { "destroy" },
+        plan: render::json(&refreshed.plan, &cx),
+        done: Vec::new(),
+        outcome: "unchanged",
+        error: None,
+    };
     let previous_source = std::fs::read_to_string(layout.applied_source()).ok();
     let applied_lock = meshwork::lockfile::path_for(&layout.applied_source());
     let previous_lock = std::fs::read_to_string(&applied_lock).ok();
@@ -142,13 +185,23 @@ fn converge(
         let _ = std::fs::remove_file(layout.confirm());
     }
     if refreshed.plan.is_empty() && refreshed.applied.is_some() {
+        if json {
+            print_json(&report)?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if !refreshed.plan.is_empty() && t.saved.is_none() && !options.auto_approve {
         ask(&host.host(), verb)?;
     }
-    let mut report = |c: &meshwork::host::plan::Change| println!("  {} {}: done", c.action.symbol(), c.id);
-    if !refreshed.plan.is_empty() {
+    let done = &mut report.done;
+    let mut on_done = |c: &meshwork::host::plan::Change| {
+        if json {
+            done.push(JsonAction { action: c.action, kind: c.id.kind, name: c.id.name.clone() });
+        } else {
+            println!("  {} {}: done", c.action.symbol(), c.id);
+        }
+    };
+    if !refreshed.plan.is_empty() && !json {
         println!();
     }
     let result = rt.block_on(session::apply(
@@ -157,12 +210,18 @@ fn converge(
         t.desired.as_ref(),
         &refreshed,
         &refreshed.plan,
-        &mut report,
+        &mut on_done,
     ));
     if let Err(e) = result {
-        return Err(CliError::Message(format!(
+        let message = format!(
             "{e}\nThe host is partly changed; what was done is recorded, and `meshwork plan` shows what is left."
-        )));
+        );
+        if json {
+            report.outcome = "failed";
+            report.error = Some(message.clone());
+            print_json(&report)?;
+        }
+        return Err(CliError::Message(message));
     }
     match &t.source {
         Some(source) => {
@@ -187,6 +246,11 @@ fn converge(
         (_, true) => "Apply",
         (_, false) => "Destroy",
     };
+    if json {
+        report.outcome = "applied";
+        print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("\n{done} complete! Resources: {} added, {} changed, {} destroyed.", s.add, s.change, s.destroy);
     if let Some(seconds) = options.try_seconds {
         if !wait_for_confirmation(host, seconds)? {
@@ -205,7 +269,7 @@ fn converge(
                 None => Target { source: None, lock: None, desired: None, saved: None },
             };
             drop(_lock);
-            let back = Options { auto_approve: true, try_seconds: None };
+            let back = Options { auto_approve: true, try_seconds: None, format: OutputFormat::Text };
             let had_previous = previous.source.is_some();
             converge(rt, host, previous, &back, ROLLBACK)?;
             println!("{}", super::countdown::rolled_back(had_previous));
@@ -214,6 +278,12 @@ fn converge(
         println!("Confirmed: keeping the change.");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_json(report: &JsonReport) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(report).map_err(|e| CliError::Message(e.to_string()))?;
+    println!("{text}");
+    Ok(())
 }
 
 fn ask(host: &meshwork::host::identity::HostId, verb: &str) -> Result<(), CliError> {

@@ -1,5 +1,6 @@
 //! `meshwork graph FILE`: the peering mesh as Graphviz DOT on stdout, or (`--format json`) as
-//! data: controllers, tunnels, and which of them are single points of failure.
+//! data: controllers (overlay address, LANs, engines, primary clients), tunnels, and which of
+//! them are single points of failure.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -37,7 +38,11 @@ struct JsonController {
     name: String,
     id: u32,
     address: String,
+    overlay_ip: std::net::Ipv4Addr,
+    lans: Vec<ipnet::Ipv4Net>,
     engines: usize,
+    /// Clients (not revoked) whose pack tries this controller first.
+    primary_clients: usize,
     /// Losing it splits the mesh.
     single_point_of_failure: bool,
 }
@@ -64,7 +69,10 @@ impl JsonGraph {
                     name: c.name.clone(),
                     id: c.id,
                     address: c.address.to_string(),
+                    overlay_ip: c.overlay_ip,
+                    lans: c.lans.clone(),
                     engines: c.engines.as_ref().map_or(0, |e| e.engines.len()),
+                    primary_clients: meshwork_compiler::graph::primary_clients(net, &c.name),
                     single_point_of_failure: cut_vertices.contains(&c.name),
                 })
                 .collect(),
