@@ -30,6 +30,11 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// "1 tunnel", "2 tunnels".
+fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 fn quote(s: &str) -> String {
     format!("\"{}\"", escape(s))
 }
@@ -46,10 +51,10 @@ pub fn dot(net: &Network) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "// meshwork: peering mesh of topology {} ({} controllers, {} tunnels)",
+        "// meshwork: peering mesh of topology {} ({}, {})",
         net.name.replace('\n', " "),
-        net.controllers.len(),
-        net.tunnels.len()
+        count(net.controllers.len(), "controller"),
+        count(net.tunnels.len(), "tunnel")
     );
     let _ = writeln!(s, "// Red and bold: {SPOF} (a controller or tunnel whose loss splits the mesh).");
     let _ = writeln!(s, "graph {} {{", quote(&net.name));
@@ -62,8 +67,8 @@ pub fn dot(net: &Network) -> String {
             c.name.clone(),
             format!("id {}", c.id),
             format!("overlay {}", c.overlay_ip),
-            format!("{engines} engine{}", if engines == 1 { "" } else { "s" }),
-            format!("{clients} client{} (primary)", if clients == 1 { "" } else { "s" }),
+            count(engines, "engine"),
+            format!("{} (primary)", count(clients, "client")),
         ];
         let spof = cut_vertices.contains(&c.name);
         if spof {
@@ -169,7 +174,7 @@ fn nodes(net: &Network, s: &mut String) {
             if let Some(v) = n.vtep.filter(|_| vx.ipsec_peers(n).next().is_some()) {
                 lines.push(format!("VTEP {v}"));
             }
-            lines.push(format!("{vnics} vNIC{}", if vnics == 1 { "" } else { "s" }));
+            lines.push(count(vnics, "vNIC"));
             let _ = writeln!(s, "        {} [label={}, shape=box3d];", quote(&n.name), label(&lines));
         }
         s.push_str("    }\n");

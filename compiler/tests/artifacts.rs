@@ -143,3 +143,16 @@ fn checksum_includes_the_ca_fingerprint() {
     assert_eq!(built.checksum(), one);
     assert_eq!(built.get("ca-fingerprint"), Some("aa\n"));
 }
+
+/// `meshwork graph` of every example, reviewed like the artifacts: controllers with their
+/// overlay addresses and primary clients, LANs, tunnels, PDCs and the legend.
+#[test]
+fn graph_of_every_example() {
+    for path in examples("kdl") {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).expect("read example");
+        let analysis = meshwork_compiler::analyze(SourceFile::new(format!("examples/{stem}.kdl"), text));
+        let net = analysis.network.unwrap_or_else(|| panic!("{stem} does not compile"));
+        settings().bind(|| insta::assert_snapshot!(format!("{stem}__graph.dot"), meshwork_compiler::graph::dot(&net)));
+    }
+}
