@@ -10,6 +10,10 @@ use std::fmt::Write;
 
 use crate::network::Network;
 
+fn count(n: usize, noun: &str) -> String {
+    crate::plural::count(n as u64, noun)
+}
+
 const SPOF: &str = "single point of failure";
 const SPOF_STYLE: &str = "color=red, fontcolor=red, penwidth=2";
 
@@ -28,11 +32,6 @@ fn escape(s: &str) -> String {
         }
     }
     out
-}
-
-/// "1 tunnel", "2 tunnels".
-fn count(n: usize, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 fn quote(s: &str) -> String {

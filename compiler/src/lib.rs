@@ -24,6 +24,7 @@ pub mod lower;
 pub mod model;
 pub mod network;
 pub mod peering;
+pub mod plural;
 pub mod pool;
 pub mod render;
 pub mod rules;

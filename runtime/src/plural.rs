@@ -1,16 +1,7 @@
-//! Counts in messages as people write them: "1 error", "2 errors", "0 warnings".
+//! Counts in messages as people write them: "1 error", "2 errors" (the compiler's helper, for
+//! the counts the runtime has as `usize`).
 
-/// `n` and `noun`, plural unless `n` is 1 (nouns meshwork uses take an `s`).
+/// `n` and `noun`, plural unless `n` is 1.
 pub fn count(n: usize, noun: &str) -> String {
-    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn one_is_singular() {
-        assert_eq!(super::count(1, "error"), "1 error");
-        assert_eq!(super::count(0, "warning"), "0 warnings");
-        assert_eq!(super::count(3, "controller"), "3 controllers");
-    }
+    meshwork_compiler::plural::count(n as u64, noun)
 }

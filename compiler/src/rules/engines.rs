@@ -4,6 +4,7 @@
 use super::Context;
 use crate::codes::Code;
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::plural::count;
 
 pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
     for c in &ctx.topology.controllers {
@@ -13,16 +14,21 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
             let help = if hint == 0 {
                 "a single-core host gains nothing from engines; remove them".to_string()
             } else {
-                format!("use {hint} engine(s): cores-1 leaves one core for the controller's own server")
+                format!("use {}: cores-1 leaves one core for the controller's own server", count(hint, "engine"))
             };
             out.push(
                 Diagnostic::warning(
                     Code::EnginesExceedCores,
-                    format!("`{}` runs {} engines on {} cores", c.name.value, e.count.value, cores.value),
+                    format!(
+                        "`{}` runs {} on {}",
+                        c.name.value,
+                        count(e.count.value, "engine"),
+                        count(cores.value, "core")
+                    ),
                     e.count.span,
-                    format!("{} engines", e.count.value),
+                    count(e.count.value, "engine"),
                 )
-                .with_label(cores.span, format!("{} cores", cores.value))
+                .with_label(cores.span, count(cores.value, "core"))
                 .with_help(help),
             );
         }

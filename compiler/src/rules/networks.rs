@@ -85,7 +85,7 @@ pub fn check(ctx: &Context<'_>, out: &mut Diagnostics) {
                     Code::PluginSubnetTooSmall,
                     format!("{} has {hosts} usable addresses, `{}` needs {needed}", subnet.value, c.name.value),
                     subnet.span,
-                    format!("too small for {} engines", e.count.value),
+                    format!("too small for {}", crate::plural::count(e.count.value, "engine")),
                 )
                 .with_label(e.count.span, "engines counted here")
                 .with_help(format!("plugin0 takes the first host and engine k host 1+k; a /{prefix} would do")),
