@@ -215,8 +215,8 @@ impl StateArg {
 #[derive(Subcommand)]
 enum LabAction {
     /// Build every namespace, apply every controller, start agents and clients; wait until
-    /// every client is connected and routed by every controller. Exit 0 when up, 1 on an error
-    /// (then nothing is left behind).
+    /// every client is connected and routed by every controller; on an error, nothing is left
+    /// behind.
     Up {
         /// The topology file (KDL or TOML).
         file: PathBuf,
@@ -225,7 +225,7 @@ enum LabAction {
         #[command(flatten)]
         state: StateArg,
     },
-    /// The mesh, the clients and where each one sits. Exit 0, or 1 when no lab is up.
+    /// The mesh, the clients and where each one sits.
     Status {
         #[command(flatten)]
         lab: LabArgs,
@@ -238,7 +238,6 @@ enum LabAction {
     },
     /// Kill a controller as a host dies (processes killed, underlay link down), or a compute
     /// node (agent and charon killed, links cut), or with --ipsec only a node's charon.
-    /// Exit 0, or 1 on an error or a drill that fails.
     Kill {
         /// A controller or a node.
         controller: String,
@@ -261,7 +260,6 @@ enum LabAction {
         lab: LabArgs,
     },
     /// Bring a killed controller or node back: links up, applied again, agent started.
-    /// Exit 0, or 1 on an error or (with --wait) when the lab is not whole in time.
     Restore {
         /// A controller or a node.
         controller: String,
@@ -272,8 +270,8 @@ enum LabAction {
         #[command(flatten)]
         lab: LabArgs,
     },
-    /// Remove everything the lab made. Safe to run twice: with no lab up it says so and exits
-    /// 0; exit 1 when something could not be removed.
+    /// Remove everything the lab made (clients and controllers side by side). Safe to run
+    /// twice: with no lab up it says so.
     Down {
         #[command(flatten)]
         lab: LabArgs,
