@@ -231,3 +231,37 @@ fn lab_up_test_failover_and_down() {
     // The partial mesh (a-b-c-d, a-d costly): d is no one's transit, so killing it strands no route.
     run_example(&state, root.join("partial-mesh.kdl").to_str().unwrap(), &["a", "b", "c", "d"], 3, "d", false);
 }
+
+/// A `lab up` refused because one of its namespaces exists (another lab's: controller labs
+/// share fixed names) removes nothing: no destroy in that namespace, no deleting it, no record.
+/// Before, the refused up tore down by its record, taking the other lab's namespaces with it.
+#[test]
+fn a_refused_lab_up_leaves_the_namespaces_it_did_not_make() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut scratch = Lab::new("labguard");
+    let controller = format!("mwh{}", std::process::id());
+    let file = scratch.path("guard.kdl");
+    fs::write(
+        &file,
+        format!(
+            "topology \"guard\"\noverlay \"100.127.255.192/26\"\n\
+             controller \"{controller}\" id=1 {{ address \"192.0.2.10\"; cores 2; engines 1 subnet=\"198.51.100.0/28\"; }}\n\
+             client \"c1\"\n"
+        ),
+    )
+    .unwrap();
+    // The namespace the lab would make for the controller, made first (by us, removed on drop).
+    let ns = format!("mwl-ctl-{controller}");
+    let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+    run("ip", &["netns", "add", &ns]);
+    scratch.forget_netns_on_drop(&ns);
+    let state = scratch.path("state");
+    let out = meshwork(&["lab", "up", file.to_str().unwrap(), "--state-dir", state.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    assert!(Path::new("/run/netns").join(&ns).exists(), "the refused up removed {ns}: {err}");
+    assert!(!state.join("lab/lab.json").exists(), "a refused up left its record");
+}

@@ -43,6 +43,11 @@ pub fn up(lab: &Lab, file: &Path, net: &Network, expects: &[Expect], progress: P
     let file = fs::canonicalize(file).map_err(|e| format!("cannot resolve {}: {e}", file.display()))?;
     let plan = layout::plan(net, expects)?;
     let nodes = super::nodes::plan(net, &super::nodes::tag_for(&lab.root))?;
+    // Before the record: a failed `up` tears down what its record names, and namespaces of
+    // the same name that another lab made are not this one's to remove.
+    if let Err(e) = world::refuse_existing(&plan).and_then(|()| super::nodeworld::refuse_existing(&nodes)) {
+        return Err(format!("{e}{}", labs_up(lab)));
+    }
     let record = Record { file, layout: plan, killed: BTreeSet::new(), nodes, killed_nodes: BTreeSet::new() };
     lab.save(&record)?;
     let entry = super::registry::Entry { state_dir: lab.state_dir().to_path_buf(), file: record.file.clone() };
@@ -61,6 +66,22 @@ pub fn up(lab: &Lab, file: &Path, net: &Network, expects: &[Expect], progress: P
             Err(format!("{e}{also}"))
         }
     }
+}
+
+/// The labs up on this machine, as the end of a refusal ("; up: ...").
+fn labs_up(lab: &Lab) -> String {
+    let up: Vec<String> = super::registry::list(&lab.index)
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{} (from {}; `meshwork lab down --state-dir {}`)",
+                e.state_dir.display(),
+                e.file.display(),
+                e.state_dir.display()
+            )
+        })
+        .collect();
+    if up.is_empty() { String::new() } else { format!("; labs up on this machine: {}", up.join(", ")) }
 }
 
 fn bring_up(lab: &Lab, record: &Record, net: &Network, progress: Progress) -> Result<(), String> {
