@@ -40,7 +40,8 @@ pub fn print_diagnostics(file: &SourceFile, diagnostics: &[Diagnostic]) {
     for d in diagnostics {
         out.clear();
         meshwork_compiler::render::render_one(&handler, file, d, &mut out);
-        eprint!("{out}");
+        // Not eprint!: a lab verb keeps SIGPIPE ignored, and a closed stderr must not panic.
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), out.as_bytes());
     }
 }
 

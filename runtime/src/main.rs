@@ -240,34 +240,38 @@ impl StateArg {
     pub fn dir(&self) -> PathBuf {
         meshwork::state::resolve(self.state_dir.as_deref())
     }
+    /// The state directory named by --state-dir or $MESHWORK_STATE_DIR, if any.
+    pub fn explicit(&self) -> Option<PathBuf> {
+        self.state_dir
+            .clone()
+            .or_else(|| std::env::var_os(meshwork::state::STATE_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+    }
 }
 
 #[derive(Subcommand)]
 enum LabAction {
     /// Build every namespace, apply every controller, start agents and clients; wait until
-    /// every client is connected and routed by every controller.
+    /// every client is connected and routed by every controller; on an error, nothing is left
+    /// behind.
     Up {
         /// The topology file (KDL or TOML), with its lock file NAME.lock beside it.
         file: PathBuf,
+        /// Output: `text` for people (progress on stderr), `json`: one object on stdout.
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
         #[command(flatten)]
         state: StateArg,
     },
     /// The mesh, the clients and where each one sits.
     Status {
-        /// Output: `text` for people, `json` for programs.
-        #[arg(long, value_enum, default_value_t)]
-        format: OutputFormat,
         #[command(flatten)]
-        state: StateArg,
+        lab: LabArgs,
     },
     /// Every `expect` with real packets: expected, static and observed verdicts; exit 1 when
     /// any differ.
     Test {
-        /// Output: `text` for people, `json` for programs.
-        #[arg(long, value_enum, default_value_t)]
-        format: OutputFormat,
         #[command(flatten)]
-        state: StateArg,
+        lab: LabArgs,
     },
     /// Kill a controller as a host dies (processes killed, underlay link down), or a compute
     /// node (agent and charon killed, links cut), or with --ipsec only a node's charon.
@@ -277,35 +281,59 @@ enum LabAction {
         /// Only the node's IPsec: its charon is stopped by its pid file (the agent brings it back).
         #[arg(long)]
         ipsec: bool,
-        /// Controller: wait until its clients are reachable again through other controllers.
-        /// Node: run the fault drill (cross-PDC traffic stops, no plaintext, same-PDC goes on,
-        /// and with --ipsec the agent brings the tunnel back); print the times.
+        /// Controller: wait until its clients are reachable again through other controllers
+        /// (refused up front where no other controller is up). Node: run the fault drill
+        /// (cross-PDC traffic stops, no plaintext, same-PDC goes on, and with --ipsec the agent
+        /// brings the tunnel back); print the times.
         #[arg(long)]
         wait: bool,
-        /// Output: `text` for people, `json` for programs.
-        #[arg(long, value_enum, default_value_t)]
-        format: OutputFormat,
         #[command(flatten)]
-        state: StateArg,
+        lab: LabArgs,
     },
     /// Follow an edited file: start clients it added, remove those it dropped (the agents
     /// follow the file themselves); wait until every controller routes to every client.
     Sync {
         #[command(flatten)]
-        state: StateArg,
+        lab: LabArgs,
     },
     /// Bring a killed controller or node back: links up, applied again, agent started.
     Restore {
-        /// A controller or a node of the lab.
+        /// A controller or a node.
         controller: String,
+        /// Wait until the lab is whole again (controller: every controller hears its peers,
+        /// every client connected and routed; node: its child SAs up), showing progress.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
-        state: StateArg,
+        lab: LabArgs,
     },
-    /// Remove everything the lab made.
+    /// Remove everything the lab made (clients and controllers side by side). Safe to run
+    /// twice: with no lab up it says so.
     Down {
         #[command(flatten)]
-        state: StateArg,
+        lab: LabArgs,
     },
+}
+
+/// Which lab a verb acts on and how it answers; shared by every lab verb but `up`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LabArgs {
+    /// The topology file the lab was brought up with (refused when the lab's is another);
+    /// picks the lab when several are up. Default: the lab of --state-dir, of ./mw-state, or
+    /// the only one up on this machine.
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Output: `text` for people (progress on stderr), `json`: one object on stdout.
+    #[arg(long, value_enum, default_value_t)]
+    format: OutputFormat,
+    #[command(flatten)]
+    state: StateArg,
+}
+
+impl LabArgs {
+    fn target(&self) -> commands::lab::Target {
+        commands::lab::Target { state_dir: self.state.explicit(), file: self.file.clone() }
+    }
 }
 
 #[derive(Subcommand)]
@@ -386,7 +414,10 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     meshwork::term::init(cli.color);
-    if !matches!(cli.command, Command::Agent { .. }) {
+    // The agent and the lab verbs keep SIGPIPE ignored: a lab verb must not stop half-way
+    // because its reader went away (it writes through `commands::lab::out`, which drops
+    // failed writes).
+    if !matches!(cli.command, Command::Agent { .. } | Command::Lab { .. }) {
         restore_default_sigpipe();
     }
     let result = match cli.command {
@@ -440,15 +471,19 @@ fn main() -> ExitCode {
             &commands::agent::Options { listen, read_token_file, join_token_file, resync },
         ),
         Command::Lab { action } => match action {
-            LabAction::Up { file, state } => commands::lab::up(&file, &state.dir()),
-            LabAction::Status { format, state } => commands::lab::status(&state.dir(), format),
-            LabAction::Test { format, state } => commands::lab::test(&state.dir(), format),
-            LabAction::Kill { controller, ipsec, wait, format, state } => {
-                commands::lab::kill(&state.dir(), &controller, ipsec, wait, format)
+            LabAction::Up { file, format, state } => commands::lab::up(&file, &state.dir(), format),
+            LabAction::Status { lab } => commands::lab::status(&lab.target(), lab.format),
+            LabAction::Test { lab } => commands::lab::test(&lab.target(), lab.format),
+            LabAction::Kill { controller, ipsec, wait, lab } => {
+                let victim = commands::lab::Victim { name: &controller, ipsec, wait };
+                commands::lab::kill(&lab.target(), &victim, lab.format)
             }
-            LabAction::Sync { state } => commands::lab::sync(&state.dir()),
-            LabAction::Restore { controller, state } => commands::lab::restore(&state.dir(), &controller),
-            LabAction::Down { state } => commands::lab::down(&state.dir()),
+            LabAction::Sync { lab } => commands::lab::sync(&lab.target(), lab.format),
+            LabAction::Restore { controller, wait, lab } => {
+                let victim = commands::lab::Victim { name: &controller, ipsec: false, wait };
+                commands::lab::restore(&lab.target(), &victim, lab.format)
+            }
+            LabAction::Down { lab } => commands::lab::down(&lab.target(), lab.format),
         },
         Command::Completions { shell } => commands::meta::completions(shell, commands::meta::command::<Cli>()),
         Command::Man { dir } => commands::meta::man(commands::meta::command::<Cli>(), dir.as_deref()),
@@ -459,7 +494,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            use std::io::Write;
+            // Not eprintln!: with SIGPIPE ignored (agent, lab) a closed stderr must not panic.
+            let _ = writeln!(std::io::stderr().lock(), "error: {e}");
             ExitCode::from(1)
         }
     }

@@ -863,3 +863,98 @@ fn ci_formats_name_the_lock_file_for_its_own_problems() {
     let uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap();
     assert!(uri.ends_with("net.lock"), "{uri}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The lab's first hour (issue 13, item 4): what the lab verbs refuse and say before they touch
+// the kernel. A real lab is in lab_kernel.rs.
+
+mod support;
+
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn lab_down_without_a_lab_succeeds_and_says_so_twice() {
+    let s = Scratch::new("labdown");
+    let state = s.path("state");
+    for _ in 0..2 {
+        let o = meshwork(&["lab", "down", "--state-dir", &state]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("no lab is up in {state}; nothing to do")), "{}", stderr(&o));
+    }
+    let o = meshwork(&["lab", "down", "--state-dir", &state, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object on stdout");
+    assert_eq!(v["was_up"], false);
+    assert_eq!(v["state_dir"], state.as_str());
+    assert_eq!(v["problems"], serde_json::json!([]));
+}
+
+#[test]
+fn a_lab_verb_whose_readers_are_gone_neither_panics_nor_dies_of_sigpipe() {
+    use std::process::Stdio;
+    let s = Scratch::new("labpipe");
+    let state = s.path("state");
+    for args in [["lab", "down", "--format", "json"], ["lab", "status", "--format", "json"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_meshwork"))
+            .args(args)
+            .args(["--state-dir", &state])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Both pipes closed before the verb writes a word.
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let status = child.wait().unwrap();
+        // down: 0 (no lab); status: 1 (no lab). Never 101 (a panic) or a signal.
+        let want = if args[1] == "down" { 0 } else { 1 };
+        assert_eq!(status.code(), Some(want), "{args:?}: {status:?}");
+    }
+}
+
+#[test]
+fn a_lab_verb_refuses_a_file_the_lab_was_not_brought_up_with_and_names_both() {
+    let s = Scratch::new("labfile");
+    let state = s.path("state");
+    let quickstart = support::lab::record_only(Path::new(&state), Path::new(&example("quickstart.kdl")));
+    let other = std::fs::canonicalize(example("three-controllers.kdl")).unwrap();
+    for verb in ["status", "test", "sync", "down"] {
+        let o = meshwork(&["lab", verb, other.to_str().unwrap(), "--state-dir", &state]);
+        assert_eq!(o.status.code(), Some(1), "{verb}: {}", stderr(&o));
+        let want = format!("the lab at {state} was brought up with {}, not {}", quickstart.display(), other.display());
+        assert!(stderr(&o).contains(&want), "{verb}: {}", stderr(&o));
+    }
+    // The lab was left alone.
+    assert!(Path::new(&state).join("lab/lab.json").exists());
+    let o = meshwork(&["lab", "kill", "east", other.to_str().unwrap(), "--wait", "--state-dir", &state]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("was brought up with"), "{}", stderr(&o));
+}
+
+#[test]
+fn lab_kill_wait_on_the_only_controller_is_refused_up_front() {
+    if !root() {
+        eprintln!("skipping: lab verbs past their refusals of FILE need root");
+        return;
+    }
+    let s = Scratch::new("labonly");
+    let state = s.path("state");
+    let file = support::lab::record_only(Path::new(&state), Path::new(&example("quickstart.kdl")));
+    // The same file given as the lab's own, by another spelling of its path: accepted.
+    let o = meshwork(&["lab", "kill", "east", &example("quickstart.kdl"), "--wait", "--state-dir", &state]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    let want = format!("refusing `lab kill east --wait`: east is the only controller of {}", file.display());
+    assert!(err.contains(&want), "{err}");
+    assert!(err.contains("Nothing was killed"), "{err}");
+    // The drill that works, with the real binary and state directory.
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_meshwork")).unwrap();
+    assert!(err.contains(&format!("{} lab restore east --wait --state-dir {state}", exe.display())), "{err}");
+    // Refused before anything: the record does not say east was killed.
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&state).join("lab/lab.json")).unwrap()).unwrap();
+    assert_eq!(record["killed"], serde_json::json!([]), "{record}");
+}

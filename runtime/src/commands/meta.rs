@@ -76,6 +76,20 @@ fn exit_codes(verb: &str) -> Option<&'static str> {
         "apply" => "  0   applied (or confirmed)\n  1   error, refused, or an `apply --try` that was rolled back",
         "agent" => "  0   stopped by SIGTERM or SIGINT\n  1   error",
         "lab test" => "  0   every expectation holds\n  1   an expectation differs, or error",
+        "lab up" => "  0   the lab is up\n  1   error (then nothing of the lab is left behind)",
+        "lab status" | "lab sync" => "  0   done\n  1   no lab is up, FILE is not the lab's, or error",
+        "lab kill" => {
+            "  0   killed (with --wait: its clients are back, or the node's drill holds)\n  1   error: no such \
+             controller or node, --wait refused up front (no other controller is up), the wait timed out, or the \
+             drill failed"
+        }
+        "lab restore" => {
+            "  0   restored (with --wait: the lab is whole again)\n  1   error, or with --wait not whole in time"
+        }
+        "lab down" => {
+            "  0   nothing of the lab is left (also when no lab was up)\n  1   something could not be removed (each \
+             is named), or FILE is not the lab's"
+        }
         "codes" => "  0   listed or explained\n  1   no such code",
         "graph" | "destroy" | "clientpack" | "completions" | "man" => DONE,
         v if v.starts_with("keys ") || v.starts_with("lab ") => DONE,

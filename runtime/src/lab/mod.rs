@@ -9,17 +9,22 @@
 //!
 //! Everything the lab has lives under `<state>/lab/`: `lab.json` (the record), `state/` (the
 //! controllers' meshwork state: keys, applied state, pid files), `clients/<name>/` (clientpack,
-//! pid file, log) and `logs/` (apply and agent output).
+//! pid file, log) and `logs/` (apply and agent output). The machine's index of labs
+//! ([`registry`]) lets every verb find its lab from any directory ([`locate`]).
 
 pub mod drill;
 pub mod expects;
+pub mod hints;
 pub mod ident;
 pub mod layout;
+pub mod locate;
 pub mod noderun;
 pub mod nodes;
 pub mod nodestatus;
 pub mod nodeworld;
+pub mod parallel;
 pub mod probe;
+pub mod registry;
 pub mod report;
 pub mod run;
 pub mod vnics;
@@ -55,13 +60,20 @@ pub struct Record {
 /// The lab's directory and the `meshwork` binary it runs for apply, agent and destroy.
 #[derive(Clone, Debug)]
 pub struct Lab {
+    /// `<state>/lab`, absolute (the processes the lab starts get it from anywhere).
     pub root: PathBuf,
     pub exe: PathBuf,
+    /// The machine's index of labs ([`registry::DIR`]).
+    pub index: PathBuf,
 }
 
 impl Lab {
     pub fn new(state: &Path, exe: PathBuf) -> Lab {
-        Lab { root: state.join("lab"), exe }
+        Lab { root: locate::absolute(state).join("lab"), exe, index: PathBuf::from(registry::DIR) }
+    }
+    /// The state directory the lab lives in (`--state-dir`), absolute.
+    pub fn state_dir(&self) -> &Path {
+        self.root.parent().unwrap_or(&self.root)
     }
     pub fn record_path(&self) -> PathBuf {
         self.root.join("lab.json")
@@ -83,7 +95,9 @@ impl Lab {
     pub fn load(&self) -> Result<Record, String> {
         let path = self.record_path();
         let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!("no lab is up (no {})", path.display()),
+            std::io::ErrorKind::NotFound => {
+                format!("no lab is up in {} (no {})", self.state_dir().display(), path.display())
+            }
             _ => format!("cannot read {}: {e}", path.display()),
         })?;
         serde_json::from_str(&text).map_err(|e| format!("{} is damaged: {e}", path.display()))

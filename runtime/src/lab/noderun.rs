@@ -219,11 +219,10 @@ pub fn down(lab: &Lab, layout: &NodeLayout, progress: Progress) -> Vec<String> {
         return Vec::new();
     }
     let mut problems = Vec::new();
-    progress("stopping node agents");
-    for n in &layout.nodes {
-        stop_agent(lab, &n.name, libc::SIGTERM);
-    }
-    progress("destroying nodes");
+    progress(&format!("node agents: stopping {}, all at once", layout.nodes.len()));
+    let layouts: Vec<Layout> = layout.nodes.iter().map(|n| self::layout(lab, &n.name)).collect();
+    super::run::stop_agents(&layouts, libc::SIGTERM);
+    progress("nodes: meshwork destroy --node, in parallel");
     let state = lab.state().display().to_string();
     let mut running = Vec::new();
     for n in layout.nodes.iter().filter(|n| crate::netns::exists(&n.netns)) {
@@ -234,8 +233,11 @@ pub fn down(lab: &Lab, layout: &NodeLayout, progress: Progress) -> Vec<String> {
             Err(e) => problems.push(e),
         }
     }
-    for (n, mut child, log) in running {
-        if !child.wait().is_ok_and(|s| s.success()) {
+    let total = running.len();
+    for (i, (n, mut child, log)) in running.into_iter().enumerate() {
+        if child.wait().is_ok_and(|s| s.success()) {
+            progress(&format!("  {}/{total} node {} destroyed", i + 1, n.name));
+        } else {
             problems.push(format!("destroy of node {} failed:\n{}", n.name, tail(&log, 15)));
         }
     }
@@ -246,7 +248,7 @@ pub fn down(lab: &Lab, layout: &NodeLayout, progress: Progress) -> Vec<String> {
             Err(e) => problems.push(format!("node {}: cannot stop charon: {e}", n.name)),
         }
     }
-    progress("removing the nodes' namespaces");
+    progress("namespaces: removing the nodes', the PDC segments', the internet's and the VMs'");
     problems.extend(nodeworld::teardown(layout));
     problems
 }

@@ -15,6 +15,8 @@ use super::{Lab, Record, locations};
 pub struct Status {
     pub topology: String,
     pub file: String,
+    /// The lab's state directory, absolute.
+    pub state_dir: String,
     pub controllers: Vec<ControllerStatus>,
     pub clients: Vec<ClientStatus>,
     /// Compute nodes, their vNICs and the wire (absent without nodes).
@@ -103,6 +105,7 @@ pub fn status(lab: &Lab, record: &Record, net: &Network) -> Status {
     Status {
         topology: record.layout.topology.clone(),
         file: record.file.display().to_string(),
+        state_dir: lab.state_dir().display().to_string(),
         controllers,
         clients,
         nodes: (!record.nodes.is_empty()).then(|| nodestatus::status(lab, record, net)),

@@ -19,6 +19,8 @@ use super::{Lab, Record, locations, routed_everywhere, world};
 use crate::agent;
 use crate::clientpack::{self, PackOptions};
 use crate::daemon::{self, Unit};
+use crate::host::layout::Layout;
+use crate::plural;
 
 /// How long `lab up` waits for every client to connect and be routed everywhere.
 pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -41,8 +43,20 @@ pub fn up(lab: &Lab, file: &Path, net: &Network, expects: &[Expect], progress: P
     let file = fs::canonicalize(file).map_err(|e| format!("cannot resolve {}: {e}", file.display()))?;
     let plan = layout::plan(net, expects)?;
     let nodes = super::nodes::plan(net, &super::nodes::tag_for(&lab.root))?;
+    // Before the record: a failed `up` tears down what its record names, and namespaces of
+    // the same name that another lab made are not this one's to remove.
+    if let Err(e) = world::refuse_existing(&plan).and_then(|()| super::nodeworld::refuse_existing(&nodes)) {
+        return Err(format!("{e}{}", labs_up(lab)));
+    }
     let record = Record { file, layout: plan, killed: BTreeSet::new(), nodes, killed_nodes: BTreeSet::new() };
     lab.save(&record)?;
+    let entry = super::registry::Entry { state_dir: lab.state_dir().to_path_buf(), file: record.file.clone() };
+    if let Err(e) = super::registry::add(&lab.index, &entry) {
+        progress(&format!(
+            "note: {e}; from other directories, name the lab with --state-dir {}",
+            entry.state_dir.display()
+        ));
+    }
     match bring_up(lab, &record, net, progress) {
         Ok(()) => Ok(record),
         Err(e) => {
@@ -52,6 +66,22 @@ pub fn up(lab: &Lab, file: &Path, net: &Network, expects: &[Expect], progress: P
             Err(format!("{e}{also}"))
         }
     }
+}
+
+/// The labs up on this machine, as the end of a refusal ("; up: ...").
+fn labs_up(lab: &Lab) -> String {
+    let up: Vec<String> = super::registry::list(&lab.index)
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{} (from {}; `meshwork lab down --state-dir {}`)",
+                e.state_dir.display(),
+                e.file.display(),
+                e.state_dir.display()
+            )
+        })
+        .collect();
+    if up.is_empty() { String::new() } else { format!("; labs up on this machine: {}", up.join(", ")) }
 }
 
 fn bring_up(lab: &Lab, record: &Record, net: &Network, progress: Progress) -> Result<(), String> {
@@ -68,9 +98,9 @@ fn bring_up(lab: &Lab, record: &Record, net: &Network, progress: Progress) -> Re
     step(
         progress,
         &format!(
-            "namespaces: underlay, {} controllers, {} clients",
-            record.layout.controllers.len(),
-            record.layout.clients.len()
+            "namespaces: underlay, {}, {}",
+            plural::count(record.layout.controllers.len(), "controller"),
+            plural::count(record.layout.clients.len(), "client")
         ),
     );
     let rt = netlink_runtime()?;
@@ -88,7 +118,10 @@ fn bring_up(lab: &Lab, record: &Record, net: &Network, progress: Progress) -> Re
     for c in &record.layout.controllers {
         start_agent(lab, record, c)?;
     }
-    step(progress, &format!("clients: {} OpenVPN clients with their clientpacks", record.layout.clients.len()));
+    step(
+        progress,
+        &format!("clients: {} with their clientpacks", plural::count(record.layout.clients.len(), "OpenVPN client")),
+    );
     for c in &record.layout.clients {
         start_client(lab, net, c)?;
     }
@@ -322,79 +355,135 @@ fn converge(lab: &Lab, record: &Record, progress: Progress) -> Result<(), String
     }
 }
 
+/// Whether a lab is up in this state directory (its record is there).
+pub fn is_up(lab: &Lab) -> bool {
+    lab.record_path().exists()
+}
+
 /// `meshwork lab down`: stops clients and agents, destroys every controller, removes the
-/// namespaces and the lab's directory. Keeps going after a failure; returns every failure.
+/// namespaces, the lab's directory and its entry in the machine's index. Clients and
+/// controllers go side by side. Keeps going after a failure; returns every
+/// failure. Without a lab there is nothing to do (and nothing fails): it is safe to run twice.
 pub fn down(lab: &Lab, progress: Progress) -> Vec<String> {
+    if !is_up(lab) {
+        let _ = super::registry::remove(&lab.index, lab.state_dir());
+        return Vec::new();
+    }
     let record = match lab.load() {
         Ok(r) => r,
         Err(e) => return vec![e],
     };
-    let mut problems = super::noderun::down(lab, &record.nodes, progress);
-    let mut progress = |what: &str| {
-        if record.layout.has_hosts() {
-            progress(what)
-        }
-    };
-    progress("stopping clients");
-    for c in &record.layout.clients {
-        if let Err(e) = daemon::stop(&client_unit(lab, c).pidfile) {
-            problems.push(format!("client {}: {e}", c.name));
-        }
-    }
-    progress("stopping agents");
-    for c in &record.layout.controllers {
-        stop_agent(lab, &c.name, libc::SIGTERM);
-    }
-    progress("destroying controllers");
-    let state = lab.state().display().to_string();
-    for c in &record.layout.controllers {
-        if !crate::netns::exists(&c.netns) {
-            continue;
-        }
-        let mut args = vec!["destroy", "--controller", &c.name, "--netns", &c.netns, "--state-dir", &state];
-        args.push("--auto-approve");
-        let log = lab.logs().join(format!("destroy-{}.log", c.name));
-        if let Err(e) = meshwork(lab, &args, &log) {
-            problems.push(e);
-        }
-        // Whatever destroy could not remove of the engines' namespaces.
-        let prefix = format!("mw-{}-e", c.name);
-        for ns in crate::netns::list().unwrap_or_default().into_iter().filter(|n| n.starts_with(&prefix)) {
-            if let Err(e) = crate::netns::delete(&ns) {
-                problems.push(format!("namespace {ns}: {e}"));
-            }
-        }
-    }
+    let started = Instant::now();
+    let mut step = |what: &str| progress(&format!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64()));
+    let mut problems = super::noderun::down(lab, &record.nodes, &mut step);
     if record.layout.has_hosts() {
-        progress("removing namespaces");
+        problems.extend(down_controllers(lab, &record, &mut step));
+        step("namespaces: removing the underlay's, the controllers' and the clients'");
         match netlink_runtime() {
             Ok(rt) => problems.extend(rt.block_on(world::teardown(&record.layout))),
             Err(e) => problems.push(e),
         }
     }
-    if problems.is_empty()
-        && let Err(e) = fs::remove_dir_all(&lab.root)
-    {
-        problems.push(format!("cannot remove {}: {e}", lab.root.display()));
+    if problems.is_empty() {
+        if let Err(e) = fs::remove_dir_all(&lab.root) {
+            problems.push(format!("cannot remove {}: {e}", lab.root.display()));
+        } else if let Err(e) = super::registry::remove(&lab.index, lab.state_dir()) {
+            problems.push(e);
+        }
     }
     problems
 }
 
-/// Signals a controller's agent and waits up to 5 s for it to go (then SIGKILL).
-fn stop_agent(lab: &Lab, controller: &str, signal: i32) {
-    let layout = lab.controller(controller);
-    let Some(pid) = agent::running(&layout) else { return };
-    // SAFETY: kill(2) on the pid the agent wrote for this controller (checked to be an agent).
-    unsafe { libc::kill(pid as i32, signal) };
+/// What `lab down` does to one host of the controller part.
+enum Teardown<'a> {
+    /// Its OpenVPN client stopped.
+    Client(&'a LabHost),
+    /// Its agent stopped (it would start again what destroy stops), then `meshwork destroy`.
+    Controller(&'a LabHost),
+}
+
+/// Every client stopped and every controller's agent stopped and the controller destroyed, all
+/// side by side: nothing a client does while it goes matters to a controller being destroyed.
+fn down_controllers(lab: &Lab, record: &Record, step: Progress) -> Vec<String> {
+    let live: Vec<&LabHost> = record.layout.controllers.iter().filter(|c| crate::netns::exists(&c.netns)).collect();
+    let mut jobs: Vec<Teardown> = record.layout.clients.iter().map(Teardown::Client).collect();
+    jobs.extend(live.iter().map(|c| Teardown::Controller(c)));
+    step(&format!(
+        "clients and controllers, side by side: stopping {}; stopping the agent of and destroying {}",
+        plural::count(record.layout.clients.len(), "OpenVPN client"),
+        names(&live)
+    ));
+    let state = lab.state().display().to_string();
+    let total = jobs.len();
+    let results = super::parallel::each(
+        &jobs,
+        |job| match job {
+            Teardown::Client(c) => {
+                daemon::stop(&client_unit(lab, c).pidfile).map(|_| ()).map_err(|e| format!("client {}: {e}", c.name))
+            }
+            Teardown::Controller(c) => {
+                stop_agents(&[lab.controller(&c.name)], libc::SIGTERM);
+                let args =
+                    ["destroy", "--controller", &c.name, "--netns", &c.netns, "--state-dir", &state, "--auto-approve"];
+                meshwork(lab, &args, &lab.logs().join(format!("destroy-{}.log", c.name)))
+            }
+        },
+        |job, r, n| {
+            let what = match job {
+                Teardown::Client(c) => format!("client {} stopped", c.name),
+                Teardown::Controller(c) => format!("controller {} destroyed", c.name),
+            };
+            if r.is_ok() {
+                step(&format!("  {n}/{total} {what}"));
+            }
+        },
+    );
+    let mut problems: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    // Agents of controllers whose namespace was already gone.
+    let layouts: Vec<Layout> = record.layout.controllers.iter().map(|c| lab.controller(&c.name)).collect();
+    stop_agents(&layouts, libc::SIGTERM);
+    // Whatever destroy could not remove of the engines' namespaces.
+    let all = crate::netns::list().unwrap_or_default();
+    for c in &live {
+        let prefix = format!("mw-{}-e", c.name);
+        for ns in all.iter().filter(|n| n.starts_with(&prefix)) {
+            problems.extend(world::delete_netns(ns));
+        }
+    }
+    problems
+}
+
+fn names(hosts: &[&LabHost]) -> String {
+    if hosts.is_empty() {
+        return "no controller".into();
+    }
+    hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Signals the agents of these hosts all at once and waits up to 5 s for them to go (then
+/// SIGKILL to those left).
+pub(super) fn stop_agents(layouts: &[Layout], signal: i32) {
+    let pids: Vec<(u32, &Layout)> = layouts.iter().filter_map(|l| agent::running(l).map(|pid| (pid, l))).collect();
+    for (pid, _) in &pids {
+        // SAFETY: kill(2) on the pid an agent wrote for this host (checked to be an agent).
+        unsafe { libc::kill(*pid as i32, signal) };
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while agent::running(&layout).is_some() && Instant::now() < deadline {
+    while pids.iter().any(|(_, l)| agent::running(l).is_some()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    if agent::running(&layout).is_some() {
-        // SAFETY: as above.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    for (pid, l) in &pids {
+        if agent::running(l).is_some() {
+            // SAFETY: as above.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+        let _ = fs::remove_file(l.agent_pid());
     }
-    let _ = fs::remove_file(layout.agent_pid());
+}
+
+/// Signals a controller's agent and waits up to 5 s for it to go (then SIGKILL).
+fn stop_agent(lab: &Lab, controller: &str, signal: i32) {
+    stop_agents(&[lab.controller(controller)], signal);
 }
 
 /// `meshwork lab kill C`: the controller dies as a host does: its agent and every OpenVPN
@@ -435,6 +524,8 @@ pub fn restore(lab: &Lab, controller: &str) -> Result<(), String> {
     let mut record = lab.load()?;
     let host = record.layout.controller(controller).cloned().ok_or_else(|| unknown_controller(&record, controller))?;
     set_underlay_link(&record, &host, true)?;
+    // What the killed agent last wrote is not news: waits read only what the new one writes.
+    let _ = fs::remove_file(lab.controller(controller).status_file());
     apply_all(lab, &record, std::slice::from_ref(&host))?;
     start_agent(lab, &record, &host)?;
     record.killed.remove(controller);

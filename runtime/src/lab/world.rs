@@ -70,7 +70,7 @@ pub async fn teardown(layout: &LabLayout) -> Vec<String> {
     failures
 }
 
-fn refuse_existing(layout: &LabLayout) -> io::Result<()> {
+pub fn refuse_existing(layout: &LabLayout) -> io::Result<()> {
     let existing: Vec<&str> = layout.namespaces().into_iter().filter(|ns| netns::exists(ns)).collect();
     if existing.is_empty() {
         return Ok(());

@@ -31,3 +31,22 @@ pub fn lab(state: &Path, args: &[&str]) -> String {
 pub fn status(state: &Path) -> serde_json::Value {
     serde_json::from_str(&lab(state, &["status", "--format", "json"])).expect("status JSON")
 }
+
+/// A lab record for `file` in `state`, as `lab up` writes it first, with nothing made: for
+/// testing what a verb refuses before it touches the kernel. Returns the file, absolute.
+pub fn record_only(state: &Path, file: &Path) -> PathBuf {
+    let file = std::fs::canonicalize(file).expect("the topology file");
+    let analysis =
+        meshwork_compiler::analyze_bytes(file.display().to_string(), std::fs::read(&file).expect("read the file"));
+    let net = analysis.network.expect("a valid topology");
+    let expects = analysis.topology.map(|t| t.expects).unwrap_or_default();
+    let record = meshwork::lab::Record {
+        file: file.clone(),
+        layout: meshwork::lab::layout::plan(&net, &expects).expect("the lab's layout"),
+        killed: Default::default(),
+        nodes: Default::default(),
+        killed_nodes: Default::default(),
+    };
+    meshwork::lab::Lab::new(state, PathBuf::from(env!("CARGO_BIN_EXE_meshwork"))).save(&record).expect("lab.json");
+    file
+}
