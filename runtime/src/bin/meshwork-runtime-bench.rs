@@ -59,10 +59,12 @@ fn main() {
 }
 
 fn die(msg: &str) -> ! {
-    eprintln!("meshwork-runtime-bench: {msg}\nusage: meshwork-runtime-bench [--runs N] [--repairs N] [--clients N]\n  \
+    eprintln!(
+        "meshwork-runtime-bench: {msg}\nusage: meshwork-runtime-bench [--runs N] [--repairs N] [--clients N]\n  \
          --runs N      plan runs (20)\n  \
          --repairs N   repairs per kind of drift (20)\n  \
-         --clients N   real clients for the spread (64; 0: no spread)");
+         --clients N   real clients for the spread (64; 0: no spread)"
+    );
     std::process::exit(2)
 }
 
