@@ -323,6 +323,31 @@ pub fn inspect(pidfile: &Path, here: u64) -> io::Result<Option<Inspection>> {
     Ok(Some(if belongs == Some(actual) { Inspection::Running(record) } else { Inspection::Elsewhere(record) }))
 }
 
+/// A pidfd for the process `record` names, while it is still ours: it becomes readable once the
+/// process exits, whoever its parent is (the agent that started it, or init after a CLI did),
+/// which is how the agent notices a dead daemon at once. The check comes after the open, so a
+/// pid that changed hands in between is never taken for ours. `None` when the process is gone
+/// or not ours; `Unsupported` without pidfds (Linux < 5.3).
+pub fn pidfd(record: &ProcessRecord) -> io::Result<Option<OwnedFd>> {
+    if !is_running(record) {
+        return Ok(None);
+    }
+    // SAFETY: pidfd_open(2) takes a pid (checked to fit pid_t above) and flags and returns a
+    // new descriptor (close-on-exec) or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, record.pid as libc::pid_t, 0) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ESRCH) => Ok(None),
+            Some(libc::ENOSYS) => Err(io::Error::new(io::ErrorKind::Unsupported, "no pidfd_open (Linux < 5.3)")),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    Ok(is_running(record).then_some(pidfd))
+}
+
 /// Why `record` names no running daemon of ours, or `None` when it does.
 fn not_ours(record: &ProcessRecord) -> Option<String> {
     if record.pid == 0 || libc::pid_t::try_from(record.pid).is_err() {

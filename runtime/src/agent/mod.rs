@@ -2,9 +2,10 @@
 //!
 //! A reconcile pass reads the host, plans, and repairs subsystem by subsystem (network,
 //! files, nftables, processes), so a failing one backs off on its own while the others keep
-//! converging. Passes run on a change event (nftables monitor, netlink), every second (OpenVPN
-//! processes and where clients sit), when the topology file changes or on SIGHUP, and every
-//! `resync` as a backstop. SIGTERM stops the agent and leaves the dataplane running.
+//! converging. Passes run on a change event ([`wake`]: the nftables monitor, netlink in the host's
+//! namespace and in every engine's, a daemon's exit through its pidfd), every second (where
+//! clients sit, and as a backstop for what makes no event), when the topology file changes or on
+//! SIGHUP, and every `resync`. SIGTERM stops the agent and leaves the dataplane running.
 //!
 //! Besides reconciling, a controller's agent follows its clients and exchanges their locations
 //! with its peers ([`mesh`], [`routes`]); a node's agent keeps its IPsec SAs up and reports
@@ -16,6 +17,7 @@ pub mod mesh;
 pub mod node;
 pub mod routes;
 pub mod status;
+pub mod wake;
 
 /// The pid of the agent running for a host, if one does.
 pub fn running(layout: &Layout) -> Option<u32> {
@@ -48,6 +50,7 @@ use crate::keys::{Keyset, SubjectName};
 use crate::netlink::Netlink;
 use mesh::Announcement;
 use status::Status;
+use wake::{Cause, Trigger, Wakers};
 
 /// Subsystems a pass repairs one by one, in dependency order.
 const SUBSYSTEMS: [(&str, &[Kind]); 5] = [
@@ -63,8 +66,9 @@ const SUBSYSTEMS: [(&str, &[Kind]); 5] = [
 /// First wait after a subsystem fails; doubles per failure up to MAX_BACKOFF.
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Change events are collected for this long before a pass, so a burst is one pass.
-const DEBOUNCE: Duration = Duration::from_millis(20);
+/// Change events are collected for this long before a pass, so a burst is one pass (one
+/// command's events come within microseconds of each other).
+const DEBOUNCE: Duration = Duration::from_millis(5);
 /// How often processes, client locations and the topology file are looked at.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -77,14 +81,6 @@ pub struct AgentConfig {
     pub listen: Option<SocketAddr>,
     pub read_token: Option<Vec<u8>>,
     pub join_token: Option<Vec<u8>>,
-}
-
-#[derive(Debug)]
-enum Trigger {
-    Event,
-    Tick,
-    Resync,
-    Reload,
 }
 
 struct Backoff {
@@ -270,8 +266,12 @@ impl Agent {
         let mut nft_events = crate::nft::monitor().await.map_err(|e| format!("nft monitor: {e}"))?;
         let nft_tx = tx.clone();
         tokio::spawn(async move {
+            // Each event waits for room: a pass is scoped to the events it got, so none may be
+            // dropped (a burst is still one pass: the debounce drains the queue).
             while nft_events.recv().await.is_some() {
-                let _ = nft_tx.try_send(Trigger::Event);
+                if nft_tx.send(Trigger::Event(Cause::Nft)).await.is_err() {
+                    return;
+                }
             }
         });
         let mut nl_events = Netlink::subscribe_changes().await.map_err(|e| format!("netlink events: {e}"))?;
@@ -279,7 +279,9 @@ impl Agent {
         tokio::spawn(async move {
             use futures_util::StreamExt;
             while nl_events.next().await.is_some() {
-                let _ = nl_tx.try_send(Trigger::Event);
+                if nl_tx.send(Trigger::Event(Cause::Netlink(None))).await.is_err() {
+                    return;
+                }
             }
         });
 
@@ -329,8 +331,10 @@ impl Agent {
         let nl = Netlink::connect().await.map_err(|e| e.to_string())?;
         let mut tick = tokio::time::interval(TICK);
         let mut resync = tokio::time::interval(self.cfg.resync);
+        let mut wakers = Wakers::new(tx.clone());
         eprintln!("meshwork agent: {} of topology {}", self.cfg.host, self.loaded.desired.topology);
-        self.pass(&nl).await;
+        self.pass(&nl, &Trigger::Start, None).await;
+        self.follow(&mut wakers).await;
         loop {
             let trigger = tokio::select! {
                 _ = term.recv() => break,
@@ -340,15 +344,23 @@ impl Agent {
                 _ = resync.tick() => Trigger::Resync,
                 Some(t) = rx.recv() => t,
             };
-            if matches!(trigger, Trigger::Event) {
+            let mut causes = Vec::new();
+            if let Trigger::Event(cause) = &trigger {
+                causes.push(cause.clone());
                 tokio::time::sleep(DEBOUNCE).await;
-                while rx.try_recv().is_ok() {}
+                while let Ok(more) = rx.try_recv() {
+                    if let Trigger::Event(cause) = more {
+                        causes.push(cause);
+                    }
+                }
             }
             let changed = stamp(&self.cfg) != self.loaded.stamp;
             if matches!(trigger, Trigger::Reload) || changed {
                 self.reload();
+                causes.clear();
             }
-            self.pass(&nl).await;
+            self.pass(&nl, &trigger, wake::scope(&causes)).await;
+            self.follow(&mut wakers).await;
         }
         api_shutdown.notify_waiters();
         let _ = std::fs::remove_file(&pidfile);
@@ -393,11 +405,31 @@ impl Agent {
         }
     }
 
-    /// One pass, whatever woke it: reading the host is cheap, and a tick is what notices a
-    /// killed engine within a second.
-    async fn pass(&mut self, nl: &Netlink) {
+    /// Keeps the event sources in step with the topology and the host after a pass: netlink in
+    /// every engine namespace the topology wants (also after a reload added or removed one, or
+    /// a namespace was made again), a pidfd on every daemon that runs now.
+    async fn follow(&mut self, wakers: &mut Wakers) {
+        let desired = &self.loaded.desired;
+        let namespaces: BTreeSet<String> =
+            desired.resources.iter().filter(|r| r.id.kind == Kind::Netns).map(|r| r.id.name.clone()).collect();
+        wakers.follow_namespaces(&namespaces).await;
+        let running: BTreeMap<String, crate::daemon::ProcessRecord> = desired
+            .resources
+            .iter()
+            .filter(|r| r.id.kind == Kind::Process)
+            .filter_map(|r| {
+                let record = crate::daemon::status(&self.layout.pidfile(&r.id.name)).ok().flatten()?;
+                Some((r.id.name.clone(), record))
+            })
+            .collect();
+        wakers.follow_processes(&running);
+    }
+
+    /// One pass, whatever woke it (`trigger`, which its repairs are logged with), over the
+    /// kinds of `scope` (None: everything).
+    async fn pass(&mut self, nl: &Netlink, trigger: &Trigger, scope: Option<Vec<Kind>>) {
         let started = Instant::now();
-        let result = self.reconcile().await;
+        let result = self.reconcile(trigger, scope.as_deref()).await;
         match &self.loaded.role {
             Role::Controller { .. } => {
                 if let Err(e) = self.track_routes(nl).await {
@@ -418,19 +450,24 @@ impl Agent {
             if result.is_err() {
                 s.reconcile_errors += 1;
             }
-            s.last_reconcile =
-                Some(status::Reconcile { at: now_secs(), duration_ms, ok: result.is_ok(), error: result.err() });
+            s.last_reconcile = Some(status::Reconcile {
+                at: now_secs(),
+                duration_ms,
+                ok: result.is_ok(),
+                error: result.err(),
+                trigger: trigger.to_string(),
+            });
         });
     }
 
-    async fn reconcile(&mut self) -> Result<(), String> {
+    async fn reconcile(&mut self, trigger: &Trigger, scope: Option<&[Kind]>) -> Result<(), String> {
         // An apply from the command line holds the lock: leave the host to it this time.
         let _lock = match Lock::acquire(&self.layout.lock(), &self.cfg.host, "agent") {
             Ok(l) => l,
             Err(e) => return Err(e.to_string()),
         };
         let desired = &self.loaded.desired;
-        let refreshed = session::refresh(&self.layout, &self.cfg.host, Some(desired))
+        let refreshed = session::refresh_only(&self.layout, &self.cfg.host, Some(desired), scope)
             .await
             .map_err(|e| format!("cannot read the host: {e}"))?;
         let units: BTreeMap<String, bool> = desired
@@ -442,9 +479,16 @@ impl Agent {
                 (r.id.name.clone(), live.is_some_and(|l| l.attrs.get("state").is_some_and(|s| s == "running")))
             })
             .collect();
-        self.with_status(|s| s.units = units);
+        // A pass that did not look at the processes knows nothing new of them.
+        if scope.is_none_or(|s| s.contains(&Kind::Process)) {
+            self.with_status(|s| s.units = units);
+        }
         let mut first_error = None;
         for (name, kinds) in SUBSYSTEMS {
+            // Neither repaired nor let out of its backoff by a pass that did not look at it.
+            if scope.is_some_and(|s| !kinds.iter().any(|k| s.contains(k))) {
+                continue;
+            }
             let sub = refreshed.plan.only(kinds);
             if sub.is_empty() {
                 self.backoff.remove(name);
@@ -456,7 +500,7 @@ impl Agent {
             let drifted: Vec<_> = sub.drift.iter().map(|d| d.id.clone()).collect();
             let mut repaired: Vec<Kind> = Vec::new();
             let mut report = |c: &crate::host::plan::Change| {
-                eprintln!("meshwork agent: {} {} {}", name, c.action.symbol(), c.id);
+                eprintln!("meshwork agent: {} {} {} ({trigger})", name, c.action.symbol(), c.id);
                 if drifted.contains(&c.id) {
                     repaired.push(c.id.kind);
                 }

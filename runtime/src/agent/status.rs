@@ -23,6 +23,8 @@ pub struct Reconcile {
     pub duration_ms: f64,
     pub ok: bool,
     pub error: Option<String>,
+    /// What started it: `event: ...` (what changed), `tick`, `resync`, `reload` or `start`.
+    pub trigger: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

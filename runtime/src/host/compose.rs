@@ -14,7 +14,7 @@ use super::layout::Layout;
 use super::observe::Observed;
 use super::part::{Observing, Topology};
 use super::parts;
-use super::resource::ResourceMap;
+use super::resource::{Kind, ResourceMap};
 use crate::keys::Keyset;
 use crate::netlink::Netlink;
 
@@ -46,17 +46,21 @@ pub fn desired(net: &Network, host: &HostId, keyset: &Keyset) -> Result<Desired,
     Ok(d)
 }
 
-/// What of everything the parts of `host`'s kind own is on the host now.
+/// What of everything the parts of `host`'s kind own is on the host now; with `scope`, only
+/// the parts that find those kinds are asked (they may add other kinds too).
 pub async fn observe(
     layout: &Layout,
     host: &HostId,
     applied: Option<&Applied>,
     wanted: &ResourceMap,
+    scope: Option<&[Kind]>,
 ) -> io::Result<Observed> {
     let nl = Netlink::connect().await?;
     let cx = Observing { host, layout, applied, wanted, nl: &nl };
     let mut out = Observed::default();
-    for part in parts::of(host.kind) {
+    let asked =
+        parts::of(host.kind).into_iter().filter(|p| scope.is_none_or(|s| p.kinds().iter().any(|k| s.contains(k))));
+    for part in asked {
         part.observe(&cx, &mut out).await?;
     }
     Ok(out)

@@ -16,7 +16,7 @@ use super::desired::{Desired, DesiredError};
 use super::identity::{HostId, HostKind};
 use super::layout::Layout;
 use super::observe::Observed;
-use super::resource::ResourceMap;
+use super::resource::{Kind, ResourceMap};
 use crate::keys::Keyset;
 use crate::netlink::Netlink;
 
@@ -64,6 +64,11 @@ pub trait Part: Send + Sync {
     /// Adds the resources this part wants, and the content they need (files, the ruleset).
     fn desire(&self, _t: &Topology<'_>, _out: &mut Desired) -> Result<(), DesiredError> {
         Ok(())
+    }
+    /// The kinds of resource [`Part::observe`] finds: a pass that looks at some kinds only (the
+    /// agent's, after an event) asks only the parts that find them. All, unless a part says.
+    fn kinds(&self) -> &'static [Kind] {
+        Kind::ALL
     }
     /// Adds what of this part is on the host now.
     fn observe<'a>(&'a self, _cx: &'a Observing<'a>, _out: &'a mut Observed) -> Pending<'a> {

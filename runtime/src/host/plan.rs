@@ -107,8 +107,30 @@ fn summarise(changes: &[Change]) -> Summary {
 
 /// The plan that takes `observed` to `desired` (None: destroy everything meshwork owns).
 pub fn plan(host: &HostId, desired: Option<&Desired>, observed: &Observed, applied: Option<&Applied>) -> Plan {
-    let wanted: ResourceMap = desired.map(Desired::resource_map).unwrap_or_default();
-    let live = &observed.resources;
+    plan_only(host, desired, observed, applied, None)
+}
+
+/// [`plan`] of the resources of `scope`'s kinds only (all: None), for a pass that observed only
+/// those: what it did not look at is neither created, deleted nor drift.
+pub fn plan_only(
+    host: &HostId,
+    desired: Option<&Desired>,
+    observed: &Observed,
+    applied: Option<&Applied>,
+    scope: Option<&[Kind]>,
+) -> Plan {
+    let in_scope = |id: &ResourceId| scope.is_none_or(|s| s.contains(&id.kind));
+    let mut wanted: ResourceMap = desired.map(Desired::resource_map).unwrap_or_default();
+    wanted.retain(|id, _| in_scope(id));
+    let scoped_live: ResourceMap;
+    let live = match scope {
+        None => &observed.resources,
+        Some(_) => {
+            scoped_live =
+                observed.resources.iter().filter(|(id, _)| in_scope(id)).map(|(i, r)| (i.clone(), r.clone())).collect();
+            &scoped_live
+        }
+    };
     let mut changes = Vec::new();
     for (id, after) in &wanted {
         match live.get(id) {
@@ -139,7 +161,7 @@ pub fn plan(host: &HostId, desired: Option<&Desired>, observed: &Observed, appli
 
     let mut drift = Vec::new();
     if let Some(applied) = applied {
-        let before = by_id(applied.resources.iter().cloned());
+        let before = by_id(applied.resources.iter().filter(|r| in_scope(&r.id)).cloned());
         for (id, was) in &before {
             match live.get(id) {
                 // Sysctls are read only where the topology sets them (meshwork does not own the
@@ -173,6 +195,28 @@ mod tests {
         let key = "net.ipv4.ip_forward";
         Resource::new(Kind::Sysctl, key, Spec::Sysctl { netns: None, key: key.into(), value: "1".into() })
             .attr("value", "1")
+    }
+
+    fn nft(ruleset: &str) -> Resource {
+        Resource::new(Kind::Nftables, "inet meshwork", Spec::Nftables).attr("ruleset", ruleset)
+    }
+
+    /// The agent's pass after an event reads only some kinds: what it did not read is neither
+    /// created, deleted nor drift, and what it did read is planned as a full plan would.
+    #[test]
+    fn a_scoped_plan_leaves_other_kinds_alone() {
+        let host = HostId::controller("east");
+        let applied = Applied { resources: vec![ip_forward(), nft("a")], ..Applied::default() };
+        // Observed: the sysctl only (the table was not read).
+        let mut observed = Observed::default();
+        observed.add(ip_forward().attr("value", "0"));
+        let scoped = plan_only(&host, None, &observed, Some(&applied), Some(&[Kind::Sysctl]));
+        assert_eq!(scoped.drift.len(), 1, "{:?}", scoped.drift);
+        assert_eq!(scoped.drift[0].id.kind, Kind::Sysctl);
+        assert!(scoped.changes.iter().all(|c| c.id.kind == Kind::Sysctl), "{:?}", scoped.changes);
+        // Unscoped, the table not observed is drift (gone).
+        let full = plan(&host, None, &observed, Some(&applied));
+        assert!(full.drift.iter().any(|d| d.id.kind == Kind::Nftables));
     }
 
     #[test]

@@ -37,6 +37,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: &'static [Kind] = &[
+        Kind::Netns,
+        Kind::Link,
+        Kind::Address,
+        Kind::Route,
+        Kind::Rule,
+        Kind::Fdb,
+        Kind::Neighbour,
+        Kind::Sysctl,
+        Kind::File,
+        Kind::Nftables,
+        Kind::Process,
+        Kind::Ike,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Netns => "netns",

@@ -17,14 +17,42 @@ pub struct Refreshed {
     pub applied: Option<Applied>,
     pub observed: Observed,
     pub plan: Plan,
+    /// The kinds this refresh looked at (None: all).
+    pub scope: Option<Vec<Kind>>,
 }
 
 pub async fn refresh(layout: &Layout, host: &HostId, desired: Option<&Desired>) -> io::Result<Refreshed> {
+    refresh_only(layout, host, desired, None).await
+}
+
+/// [`refresh`] of the kinds of `scope` only (None: all): the agent's pass after an event reads
+/// and plans only what the event concerns. Without a record of the last apply, everything.
+pub async fn refresh_only(
+    layout: &Layout,
+    host: &HostId,
+    desired: Option<&Desired>,
+    scope: Option<&[Kind]>,
+) -> io::Result<Refreshed> {
     let applied = Applied::load(&layout.applied())?;
+    let scope = scope.filter(|_| applied.is_some());
     let wanted = desired.map(Desired::resource_map).unwrap_or_default();
-    let observed = compose::observe(layout, host, applied.as_ref(), &wanted).await?;
-    let plan = plan::plan(host, desired, &observed, applied.as_ref());
-    Ok(Refreshed { applied, observed, plan })
+    let observed = compose::observe(layout, host, applied.as_ref(), &wanted, scope).await?;
+    let plan = plan::plan_only(host, desired, &observed, applied.as_ref(), scope);
+    Ok(Refreshed { applied, observed, plan, scope: scope.map(<[Kind]>::to_vec) })
+}
+
+/// The host after a scoped apply, as the record keeps it: what the pass looked at as it is now,
+/// everything else as the last record had it (the nft listing too, unless the table was looked
+/// at).
+fn merged(applied: &Applied, mut after: Observed, scope: &[Kind]) -> Observed {
+    after.resources.retain(|id, _| scope.contains(&id.kind));
+    for r in applied.resources.iter().filter(|r| !scope.contains(&r.id.kind)) {
+        after.resources.insert(r.id.clone(), r.clone());
+    }
+    if !scope.contains(&Kind::Nftables) {
+        after.nft_listing = applied.nft.as_ref().map(|n| n.listing.clone());
+    }
+    after
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +90,14 @@ pub async fn apply(
         .and_then(|r| r.attrs.get("ruleset").cloned());
     let nft_loaded = exec.nft_loaded || (wanted_ruleset.is_some() && wanted_ruleset == live_ruleset);
     let wanted = desired.map(Desired::resource_map).unwrap_or_default();
-    let after =
-        compose::observe(layout, host, refreshed.applied.as_ref(), &wanted).await.map_err(ApplyError::Observe)?;
+    let scope = refreshed.scope.as_deref();
+    let after = compose::observe(layout, host, refreshed.applied.as_ref(), &wanted, scope)
+        .await
+        .map_err(ApplyError::Observe)?;
+    let after = match (scope, &refreshed.applied) {
+        (Some(scope), Some(applied)) => merged(applied, after, scope),
+        _ => after,
+    };
     if desired.is_none() && outcome.is_ok() {
         // Destroyed: nothing is left to compare with.
         for path in [layout.applied(), layout.applied_source()] {
@@ -77,4 +111,34 @@ pub async fn apply(
         record.save(&layout.applied()).map_err(ApplyError::Record)?;
     }
     Ok(outcome?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::applied::AppliedNft;
+    use crate::host::resource::{Resource, Spec};
+
+    fn rule(name: &str, priority: &str) -> Resource {
+        let spec =
+            Spec::Rule { netns: None, rule: crate::netlink::RuleInfo { priority: 1000, iif: None, table: 1194 } };
+        Resource::new(Kind::Rule, name, spec).attr("priority", priority)
+    }
+
+    /// The record after a scoped apply: the kinds the pass read as they are now, the rest (and
+    /// the nft listing, when the table was not read) as the last record had them.
+    #[test]
+    fn a_scoped_apply_records_what_it_read_over_the_last_record() {
+        let nft = Resource::new(Kind::Nftables, "inet meshwork", Spec::Nftables).attr("ruleset", "r1");
+        let listing =
+            AppliedNft { ruleset: "r1".into(), listing: "table inet meshwork {}".into(), text: String::new() };
+        let applied =
+            Applied { resources: vec![nft.clone(), rule("old", "1000")], nft: Some(listing), ..Applied::default() };
+        let mut after = Observed::default();
+        after.add(rule("new", "1000"));
+        let merged = merged(&applied, after, &[Kind::Rule]);
+        let names: Vec<&str> = merged.resources.keys().map(|id| id.name.as_str()).collect();
+        assert_eq!(names, ["new", "inet meshwork"], "the rules as read now, the table kept");
+        assert_eq!(merged.nft_listing.as_deref(), Some("table inet meshwork {}"));
+    }
 }

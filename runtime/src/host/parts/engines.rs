@@ -110,6 +110,10 @@ impl Part for Engines {
         Ok(())
     }
 
+    fn kinds(&self) -> &'static [Kind] {
+        &[Kind::Netns, Kind::Link, Kind::Address, Kind::Route, Kind::Rule]
+    }
+
     fn observe<'a>(&'a self, cx: &'a Observing<'a>, out: &'a mut Observed) -> Pending<'a> {
         Box::pin(async move {
             // Namespaces, and what is inside each.

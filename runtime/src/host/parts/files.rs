@@ -21,6 +21,10 @@ fn is_secret(rel: &str) -> bool {
 }
 
 impl Part for Files {
+    fn kinds(&self) -> &'static [Kind] {
+        &[Kind::File]
+    }
+
     fn observe<'a>(&'a self, cx: &'a Observing<'a>, out: &'a mut Observed) -> Pending<'a> {
         Box::pin(async move {
             let dir = cx.layout.work();

@@ -30,6 +30,10 @@ impl Part for Firewall {
         Ok(())
     }
 
+    fn kinds(&self) -> &'static [Kind] {
+        &[Kind::Nftables]
+    }
+
     /// The table's listing stands for the ruleset the last apply loaded as long as it is what
     /// that apply left; anything else was changed outside meshwork.
     fn observe<'a>(&'a self, cx: &'a Observing<'a>, out: &'a mut Observed) -> Pending<'a> {

@@ -25,6 +25,10 @@ impl Part for Forwarding {
         Ok(())
     }
 
+    fn kinds(&self) -> &'static [Kind] {
+        &[Kind::Route, Kind::Sysctl]
+    }
+
     fn observe<'a>(&'a self, cx: &'a Observing<'a>, out: &'a mut Observed) -> Pending<'a> {
         Box::pin(async move {
             for route in cx.nl.routes(Some(ROUTE_PROTO_STATIC), None).await? {

@@ -36,6 +36,11 @@ pub fn process(d: &Desired, unit: UnitName, config: String, cn: &str, netns: Opt
 }
 
 impl Part for Openvpn {
+    /// Its processes are found by [`super::processes`], its files by [`super::files`].
+    fn kinds(&self) -> &'static [Kind] {
+        &[]
+    }
+
     fn desire(&self, t: &Topology<'_>, out: &mut Desired) -> Result<(), DesiredError> {
         let (net, keyset) = (t.net, t.keyset);
         let c = t.controller()?;

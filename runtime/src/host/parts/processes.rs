@@ -16,6 +16,10 @@ pub const PROCESS_STALE: &str = "stale pid file";
 pub struct Processes;
 
 impl Part for Processes {
+    fn kinds(&self) -> &'static [Kind] {
+        &[Kind::Process]
+    }
+
     fn observe<'a>(&'a self, cx: &'a Observing<'a>, out: &'a mut Observed) -> Pending<'a> {
         Box::pin(async move {
             let here = netns::current_inode()?;
