@@ -19,7 +19,7 @@ use futures_util::stream::BoxStream;
 use hyper::body::Bytes;
 use meshwork::agent::mesh::exchange::{self, Exchange};
 use meshwork::agent::mesh::feed::Feed;
-use meshwork::agent::mesh::mirror::{Mirror, Took};
+use meshwork::agent::mesh::mirror::Mirror;
 use meshwork::agent::mesh::wire::{self, Line};
 use meshwork::agent::mesh::{Announcement, Hearing, Held, Targets, serve};
 use meshwork::api::client::{self, ClientAuth, Streamed};
@@ -283,8 +283,7 @@ fn the_exchange_hears_changes_at_once_and_notices_silence_when_the_server_stops(
             }),
         );
     }
-    let heard =
-        |h: &Harness| hearing.lock().unwrap().get("east").and_then(|e| e.announcement.clone()).map(|a| (*a).clone());
+    let heard = || hearing.lock().unwrap().get("east").and_then(|e| e.announcement.clone()).map(|a| (*a).clone());
     let wait = |what: &str, ok: &dyn Fn() -> bool| {
         let started = Instant::now();
         while !ok() {
@@ -292,13 +291,13 @@ fn the_exchange_hears_changes_at_once_and_notices_silence_when_the_server_stops(
             std::thread::sleep(Duration::from_millis(5));
         }
     };
-    wait("the snapshot", &|| heard(&h) == h.feed.current().as_deref().cloned());
+    wait("the snapshot", &|| heard() == h.feed.current().as_deref().cloned());
     let woken = wakes.load(Ordering::SeqCst);
     assert!(woken >= 1, "the snapshot woke the agent");
 
     // A move: heard, and the agent woken for it.
     h.feed.publish(announcement(&[("web-1", 1, 12), ("web-2", 2, 12)]));
-    wait("the delta", &|| heard(&h) == h.feed.current().as_deref().cloned());
+    wait("the delta", &|| heard() == h.feed.current().as_deref().cloned());
     wait("a wake for the delta", &|| wakes.load(Ordering::SeqCst) > woken);
     let live = hearing.lock().unwrap()["east"].live(Instant::now());
     assert!(live);
@@ -312,4 +311,85 @@ fn the_exchange_hears_changes_at_once_and_notices_silence_when_the_server_stops(
     wait("silence", &|| !hearing.lock().unwrap()["east"].live(Instant::now()));
     let error = hearing.lock().unwrap()["east"].error.clone();
     assert!(error.is_some(), "the failure to reconnect is shown");
+}
+
+/// Serves a fixed script of bytes as every stream, then stays silent.
+struct Scripted {
+    script: Vec<u8>,
+}
+
+impl ApiSource for Scripted {
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+    fn metrics(&self) -> String {
+        String::new()
+    }
+    fn keyset_bundle(&self, _: &[u8]) -> Result<Vec<u8>, String> {
+        Err("not here".into())
+    }
+    fn mesh_stream(&self, _: Option<&str>) -> Option<BoxStream<'static, Bytes>> {
+        use futures_util::StreamExt;
+        let once = futures_util::stream::iter([Bytes::from(self.script.clone())]);
+        Some(once.chain(futures_util::stream::pending()).boxed())
+    }
+}
+
+#[test]
+fn a_hostile_peer_stream_is_refused_line_by_line_and_never_believed_half_way() {
+    let h = Harness::start("hostile", "127.0.0.1:0".parse().unwrap());
+    let pid = std::process::id();
+    let snapshot = |who: &str| {
+        let mut a = announcement(&[("web-1", 1, 10)]);
+        a.controller = who.into();
+        wire::encode(&wire::snapshot("e1", 5, &a))
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        // A whole snapshot, then change 7 where 6 was due.
+        ("gap", [snapshot("gap"), b"{\"t\":\"gone\",\"seq\":7,\"name\":\"web-1\"}\n".to_vec()].concat(), "gap"),
+        // A line that never ends.
+        ("long", vec![b'x'; wire::MAX_LINE + 10], "longer than"),
+        ("junk", b"{\"t\":\"snapshot\",\"epoch\":1}\n".to_vec(), "not a line"),
+        // A peer speaking for another.
+        ("liar", snapshot("east"), "speaks for controller"),
+    ];
+    let mut servers = Vec::new();
+    let mut peers = Vec::new();
+    for (k, (who, script, _)) in cases.iter().enumerate() {
+        let ip = Ipv4Addr::new(127, 78, (pid >> 8) as u8, (pid as u8 & 0x3f) * 4 + k as u8);
+        let listener =
+            h.block_on(TcpListener::bind(SocketAddr::from((ip, meshwork_compiler::network::MESH_API_PORT)))).unwrap();
+        let source = Arc::new(Scripted { script: script.clone() });
+        let serving = server::serve_with(listener, h.tls.clone(), h.config.clone(), source, std::future::pending());
+        servers.push(h.rt.spawn(serving));
+        peers.push((who.to_string(), ip));
+    }
+    let hearing: Hearing = Arc::new(Mutex::new(BTreeMap::new()));
+    let (_tx, targets) = tokio::sync::watch::channel(Targets { peers, auth: Some(h.west()) });
+    {
+        let _guard = h.rt.enter();
+        exchange::spawn(targets, hearing.clone(), Exchange::Stream, Arc::new(|| {}));
+    }
+    for (who, _, why) in &cases {
+        let started = Instant::now();
+        loop {
+            let error = hearing.lock().unwrap().get(*who).and_then(|e| e.error.clone());
+            if error.as_deref().is_some_and(|e| e.contains(why)) {
+                break;
+            }
+            assert!(started.elapsed() < GUARD, "{who}: no error with {why:?} (last: {error:?})");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let heard = hearing.lock().unwrap();
+    // The gap came after a complete snapshot: that state was heard, the broken change was not.
+    let gap = heard["gap"].announcement.as_deref().expect("the snapshot before the gap");
+    assert!(gap.clients.contains_key("web-1"));
+    for who in ["long", "junk", "liar"] {
+        assert!(heard[who].announcement.is_none(), "{who}: nothing believable was said");
+    }
+    drop(heard);
+    for s in servers {
+        s.abort();
+    }
 }

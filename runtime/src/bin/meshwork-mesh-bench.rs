@@ -263,6 +263,8 @@ struct Sample {
     peering_bytes: u64,
     agent_ticks: u64,
     openvpn_ticks: u64,
+    /// The agent's reconcile passes so far (its status file).
+    passes: u64,
 }
 
 /// Per agent per second over a window.
@@ -273,6 +275,7 @@ struct Rates {
     peering_bytes: f64,
     agent_cpu: f64,
     openvpn_cpu: f64,
+    passes: f64,
 }
 
 fn rates(a: &[Sample], b: &[Sample], seconds: f64) -> Rates {
@@ -286,6 +289,7 @@ fn rates(a: &[Sample], b: &[Sample], seconds: f64) -> Rates {
         peering_bytes: sum(|s| s.peering_bytes) / n / seconds,
         agent_cpu: sum(|s| s.agent_ticks) / hz / n / seconds * 100.0,
         openvpn_cpu: sum(|s| s.openvpn_ticks) / hz / n / seconds * 100.0,
+        passes: sum(|s| s.passes) / n / seconds,
     }
 }
 
@@ -295,16 +299,16 @@ fn report(o: &Options, results: &[(&str, Rates, Rates, Vec<f64>)]) {
         o.controllers, o.clients
     );
     println!(
-        "{:<7} {:<28} {:>12} {:>10} {:>16} {:>10} {:>14}",
-        "mode", "phase", "mesh B/s", "mesh pkt/s", "peering UDP B/s", "agent CPU", "OpenVPN CPU"
+        "{:<7} {:<28} {:>12} {:>10} {:>16} {:>10} {:>14} {:>10}",
+        "mode", "phase", "mesh B/s", "mesh pkt/s", "peering UDP B/s", "agent CPU", "OpenVPN CPU", "passes/s"
     );
     for (mode, rest, burst, _) in results {
         for (phase, r) in
             [(format!("rest ({} s)", o.rest), rest), (format!("burst ({}/s, {} s)", o.rate, o.burst), burst)]
         {
             println!(
-                "{mode:<7} {phase:<28} {:>12.0} {:>10.1} {:>16.0} {:>9.2}% {:>13.2}%",
-                r.mesh_bytes, r.mesh_packets, r.peering_bytes, r.agent_cpu, r.openvpn_cpu
+                "{mode:<7} {phase:<28} {:>12.0} {:>10.1} {:>16.0} {:>9.2}% {:>13.2}% {:>10.2}",
+                r.mesh_bytes, r.mesh_packets, r.peering_bytes, r.agent_cpu, r.openvpn_cpu, r.passes
             );
         }
     }
@@ -518,6 +522,12 @@ impl Lab {
                     }
                 }
                 s.agent_ticks = cpu_ticks(self.agents[i].id());
+                let status = self.state.join(format!("controllers/{}/status.json", name(i)));
+                s.passes = fs::read_to_string(status)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                    .and_then(|v| v["reconciles"].as_u64())
+                    .unwrap_or(0);
                 let run = self.state.join(format!("controllers/{}/openvpn/run", name(i)));
                 s.openvpn_ticks =
                     pids(&run).into_iter().filter(|(u, _)| u.starts_with("peer-")).map(|(_, p)| cpu_ticks(p)).sum();

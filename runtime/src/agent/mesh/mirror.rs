@@ -19,6 +19,10 @@ enum State {
     Synced { epoch: String, seq: u64, announcement: Announcement },
 }
 
+/// Most clients one peer may claim: far more than any topology holds, and a bound on what a
+/// hostile peer can make this receiver keep.
+pub const MAX_CLIENTS: usize = 1 << 20;
+
 /// What a line did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Took {
@@ -39,6 +43,8 @@ pub enum Fault {
     BadResume,
     #[error("a `{0}` line out of place")]
     OutOfPlace(&'static str),
+    #[error("more than {MAX_CLIENTS} clients")]
+    TooMany,
 }
 
 /// One peer's announcement, rebuilt from its stream.
@@ -111,6 +117,9 @@ impl Mirror {
                     if *seq != s {
                         return Err(Fault::Gap { expected: *seq, got: s });
                     }
+                    if announcement.clients.len() >= MAX_CLIENTS && !announcement.clients.contains_key(&name) {
+                        return Err(Fault::TooMany);
+                    }
                     announcement.clients.insert(name, held);
                     *left -= 1;
                     if *left > 0 {
@@ -136,6 +145,12 @@ impl Mirror {
         };
         if s != seq.wrapping_add(1) {
             return Err(Fault::Gap { expected: seq.wrapping_add(1), got: s });
+        }
+        if let Change::Client { name, .. } = &change
+            && announcement.clients.len() >= MAX_CLIENTS
+            && !announcement.clients.contains_key(name)
+        {
+            return Err(Fault::TooMany);
         }
         wire::apply(announcement, &change);
         *seq = s;
@@ -209,7 +224,8 @@ mod tests {
         let mut restarted = Log::new("e2".into());
         restarted.publish(announcement("west", &[]));
         assert!(restarted.opening(m.position()).first().is_some_and(|l| matches!(l, Line::Snapshot { .. })));
-        assert_eq!(take_all(&mut m, restarted.opening(m.position())).unwrap(), [Took::Changed]);
+        let opening = restarted.opening(m.position());
+        assert_eq!(take_all(&mut m, opening).unwrap(), [Took::Changed]);
         assert_eq!(m.position(), Some(("e2", 1)));
     }
 
