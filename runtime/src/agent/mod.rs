@@ -335,7 +335,7 @@ impl Agent {
         eprintln!("meshwork agent: {} of topology {}", self.cfg.host, self.loaded.desired.topology);
         self.pass(&nl).await;
         loop {
-            let trigger = tokio::select! {
+            let mut trigger = tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => Trigger::Reload,
@@ -344,16 +344,19 @@ impl Agent {
                 Some(t) = rx.recv() => t,
             };
             if matches!(trigger, Trigger::Heard) {
-                // Only routes, unless something else is queued too: then a whole pass.
-                let mut only_heard = true;
+                // Routes first, at once; then a whole pass if something else was queued too.
+                let mut other = None;
                 while let Ok(t) = rx.try_recv() {
-                    only_heard &= matches!(t, Trigger::Heard);
-                }
-                if only_heard {
-                    if let Err(e) = self.follow_peers(&nl).await {
-                        eprintln!("meshwork agent: routes: {e}");
+                    if !matches!(t, Trigger::Heard) {
+                        other = Some(t);
                     }
-                    continue;
+                }
+                if let Err(e) = self.follow_peers(&nl).await {
+                    eprintln!("meshwork agent: routes: {e}");
+                }
+                match other {
+                    Some(t) => trigger = t,
+                    None => continue,
                 }
             }
             if matches!(trigger, Trigger::Event) {
