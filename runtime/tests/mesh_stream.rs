@@ -395,3 +395,53 @@ fn a_hostile_peer_stream_is_refused_line_by_line_and_never_believed_half_way() {
         s.abort();
     }
 }
+
+/// An agent of the version before streams: `/v1/mesh` only.
+struct OldAgent {
+    announcement: Announcement,
+}
+
+impl ApiSource for OldAgent {
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+    fn metrics(&self) -> String {
+        String::new()
+    }
+    fn keyset_bundle(&self, _: &[u8]) -> Result<Vec<u8>, String> {
+        Err("not here".into())
+    }
+    fn mesh(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(&self.announcement).ok()
+    }
+}
+
+#[test]
+fn a_peer_without_the_stream_is_polled_instead() {
+    let h = Harness::start("old", "127.0.0.1:0".parse().unwrap());
+    let pid = std::process::id();
+    let ip = Ipv4Addr::new(127, 79, (pid >> 8) as u8, (pid as u8).max(1));
+    let listener =
+        h.block_on(TcpListener::bind(SocketAddr::from((ip, meshwork_compiler::network::MESH_API_PORT)))).unwrap();
+    let old = announcement(&[("web-1", 1, 10)]);
+    let source = Arc::new(OldAgent { announcement: old.clone() });
+    let server =
+        h.rt.spawn(server::serve_with(listener, h.tls.clone(), h.config.clone(), source, std::future::pending()));
+    let hearing: Hearing = Arc::new(Mutex::new(BTreeMap::new()));
+    let (_tx, targets) =
+        tokio::sync::watch::channel(Targets { peers: vec![("east".into(), ip)], auth: Some(h.west()) });
+    {
+        let _guard = h.rt.enter();
+        exchange::spawn(targets, hearing.clone(), Exchange::Stream, Arc::new(|| {}));
+    }
+    let started = Instant::now();
+    loop {
+        let heard = hearing.lock().unwrap().get("east").cloned().unwrap_or_default();
+        if heard.announcement.as_deref() == Some(&old) && heard.live(Instant::now()) && heard.error.is_none() {
+            break;
+        }
+        assert!(started.elapsed() < GUARD, "the old peer was not heard through the poll: {heard:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.abort();
+}
