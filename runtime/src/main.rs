@@ -186,6 +186,10 @@ enum Command {
         /// Full resync every SECONDS, as a backstop to change events.
         #[arg(long, default_value_t = 30)]
         resync: u64,
+        /// How peers are heard: `stream` (one long-lived stream per peer) or `poll` (the
+        /// former once-a-second poll, kept for comparison).
+        #[arg(long, hide = true, default_value = "stream")]
+        mesh_exchange: meshwork::agent::mesh::exchange::Exchange,
     },
     /// The whole topology on this machine in network namespaces, with real OpenVPN clients
     /// (root): `lab up FILE`, then `status`, `test`, `kill C` / `restore C`, `down`.
@@ -465,11 +469,13 @@ fn main() -> ExitCode {
             (false, None) => Err(input::CliError::Message("apply needs a topology file or a saved plan".into())),
         },
         Command::Destroy { host, auto_approve, format } => commands::apply::destroy(&host, auto_approve, format),
-        Command::Agent { file, host, listen, read_token_file, join_token_file, resync } => commands::agent::run(
-            &file,
-            &host,
-            &commands::agent::Options { listen, read_token_file, join_token_file, resync },
-        ),
+        Command::Agent { file, host, listen, read_token_file, join_token_file, resync, mesh_exchange } => {
+            commands::agent::run(
+                &file,
+                &host,
+                &commands::agent::Options { listen, read_token_file, join_token_file, resync, mesh_exchange },
+            )
+        }
         Command::Lab { action } => match action {
             LabAction::Up { file, format, state } => commands::lab::up(&file, &state.dir(), format),
             LabAction::Status { lab } => commands::lab::status(&lab.target(), lab.format),

@@ -1,8 +1,8 @@
 //! Issue 5, items 1 and 2: applying two peered controllers starts the point-to-point
 //! OpenVPN tunnel between them, with the topology's peer certificates, on the port DESIGN §4
 //! gives (for ids 1 < 2, east listens on 1196 and west dials it), and packets cross it. Their
-//! agents then hear each other over `/v1/mesh` and route to each other's overlay address and
-//! LAN; a peer on another checksum is shown and not believed; a silent one is noticed.
+//! agents then hear each other over `/v1/mesh/stream` and route to each other's overlay address
+//! and LAN; a peer on another checksum is shown and not believed; a silent one is noticed.
 //!
 //! Namespaces `mwt-*-<pid>`: an underlay bridge and one per controller, deleted at the end;
 //! OpenVPN processes meshwork started are killed by the pids in the test's state directory.

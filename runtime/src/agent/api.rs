@@ -1,11 +1,12 @@
-//! The agent's side of the HTTPS API: what `/status`, `/metrics` and `/v1/keyset` serve.
+//! The agent's side of the HTTPS API: what `/status`, `/metrics`, `/v1/keyset`, `/v1/mesh` and
+//! `/v1/mesh/stream` serve.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::AgentConfig;
-use super::mesh::Announcement;
+use super::mesh::{feed::Feed, serve};
 use super::status::Status;
 use meshwork_compiler::model::Host;
 
@@ -17,7 +18,7 @@ use crate::keys::{Keyset, SubjectName};
 struct Source {
     status: Arc<Mutex<Status>>,
     keyset_dir: PathBuf,
-    announcement: Arc<Mutex<Option<Announcement>>>,
+    feed: Feed,
 }
 
 impl ApiSource for Source {
@@ -31,8 +32,10 @@ impl ApiSource for Source {
         crate::bundle::export(&self.keyset_dir, token).map_err(|e| e.to_string())
     }
     fn mesh(&self) -> Option<serde_json::Value> {
-        let a = self.announcement.lock().unwrap_or_else(|e| e.into_inner());
-        a.as_ref().and_then(|a| serde_json::to_value(a).ok())
+        self.feed.current().and_then(|a| serde_json::to_value(&*a).ok())
+    }
+    fn mesh_stream(&self, query: Option<&str>) -> Option<futures_util::stream::BoxStream<'static, hyper::body::Bytes>> {
+        Some(serve::stream(&self.feed, query))
     }
 }
 
@@ -126,11 +129,11 @@ pub fn start(
     config: ApiConfig,
     cfg: &AgentConfig,
     status: Arc<Mutex<Status>>,
-    announcement: Arc<Mutex<Option<Announcement>>>,
+    feed: Feed,
     shutdown: Arc<tokio::sync::Notify>,
 ) -> Result<ServerTls, String> {
     let tls = ServerTls::new(&config)?;
-    let source = Arc::new(Source { status, keyset_dir: crate::state::keyset_dir(&cfg.state_dir), announcement });
+    let source = Arc::new(Source { status, keyset_dir: crate::state::keyset_dir(&cfg.state_dir), feed });
     eprintln!("meshwork agent: API on https://{}", listener.local_addr().map_err(|e| e.to_string())?);
     let serving = tls.clone();
     tokio::spawn(async move {

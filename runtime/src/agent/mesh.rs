@@ -1,13 +1,22 @@
 //! The peering mesh as one agent sees it: what this controller tells its peers (the clients it
 //! holds, the LANs it serves, its topology checksum), and what it hears from each of them.
 //!
-//! Every agent polls every other controller's `/v1/mesh` once a second, over HTTPS with its
-//! `peer-<controller>` certificate, at the other's overlay address: the request crosses the
-//! peering tunnels like any overlay traffic, so a peer that can be heard is also a peer that
-//! can be routed to, and no DNS is needed. A peer not heard for [`SILENCE`] is silent: its
-//! clients' and LANs' routes are withdrawn. A peer on another topology checksum is heard but
-//! not believed: its routes are not taken, and the mismatch shows in `/status`, in the metrics
-//! and in the log.
+//! Every agent holds a stream open to every other controller's `/v1/mesh/stream`, over HTTPS
+//! with its `peer-<controller>` certificate, at the other's overlay address: the connection
+//! crosses the peering tunnels like any overlay traffic, so a peer that can be heard is also a
+//! peer that can be routed to, and no DNS is needed. The stream carries a snapshot, then each
+//! change as it happens, numbered, and a beat each second when nothing changes ([`wire`],
+//! [`feed`], [`serve`], [`mirror`], [`exchange`]); a peer without the stream is polled on
+//! `/v1/mesh` once a second, as all were before. A peer not heard for [`SILENCE`] is silent:
+//! its clients' and LANs' routes are withdrawn. A peer on another topology checksum is heard
+//! but not believed: its routes are not taken, and the mismatch shows in `/status`, in the
+//! metrics and in the log.
+
+pub mod exchange;
+pub mod feed;
+pub mod mirror;
+pub mod serve;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -17,17 +26,16 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use meshwork_compiler::network::MESH_API_PORT;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::api::client::{self, ClientAuth};
 use crate::api::server::MESH_PATH;
 
-/// How often every peer is asked.
+/// How often a peer is asked, where it is polled.
 pub const POLL: Duration = Duration::from_secs(1);
 /// How long one question may take.
 pub const POLL_TIMEOUT: Duration = Duration::from_millis(1500);
-/// A peer not heard from for this long is silent: its routes are withdrawn. With [`POLL`], a
-/// dead peer is noticed within about 3-4 s.
+/// A peer not heard from for this long is silent: its routes are withdrawn. With beats every
+/// second (or [`POLL`]), a dead peer is noticed within about 3-4 s.
 pub const SILENCE: Duration = Duration::from_secs(3);
 
 /// What a controller tells its peers.
@@ -65,7 +73,7 @@ pub struct Targets {
 #[derive(Clone, Debug, Default)]
 pub struct Heard {
     pub last_ok: Option<Instant>,
-    pub announcement: Option<Announcement>,
+    pub announcement: Option<Arc<Announcement>>,
     /// Why the last question failed, if it did.
     pub error: Option<String>,
 }
@@ -79,46 +87,7 @@ impl Heard {
 /// Everything heard, by peer name.
 pub type Hearing = Arc<Mutex<BTreeMap<String, Heard>>>;
 
-/// Asks every target once per [`POLL`], all at once, until `targets` is dropped.
-pub fn spawn_poller(mut targets: watch::Receiver<Targets>, hearing: Hearing) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(POLL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                changed = targets.changed() => if changed.is_err() { return },
-            }
-            let current = targets.borrow_and_update().clone();
-            {
-                // Forget peers the topology no longer has.
-                let mut heard = hearing.lock().unwrap_or_else(|e| e.into_inner());
-                heard.retain(|name, _| current.peers.iter().any(|(p, _)| p == name));
-            }
-            let Some(auth) = current.auth else { continue };
-            let asks = current.peers.iter().map(|(name, ip)| {
-                let auth = auth.clone();
-                async move { (name.clone(), ask(name, *ip, auth).await) }
-            });
-            let answers = futures_util::future::join_all(asks).await;
-            let now = Instant::now();
-            let mut heard = hearing.lock().unwrap_or_else(|e| e.into_inner());
-            for (name, answer) in answers {
-                let entry = heard.entry(name).or_default();
-                match answer {
-                    Ok(a) => {
-                        entry.last_ok = Some(now);
-                        entry.announcement = Some(a);
-                        entry.error = None;
-                    }
-                    Err(e) => entry.error = Some(e),
-                }
-            }
-        }
-    });
-}
-
-/// One question to one peer.
+/// One question to one peer (the poll).
 async fn ask(name: &str, ip: Ipv4Addr, auth: ClientAuth) -> Result<Announcement, String> {
     let url = format!("https://{ip}:{MESH_API_PORT}");
     let (status, body) = match tokio::time::timeout(POLL_TIMEOUT, client::get(&url, MESH_PATH, auth)).await {
@@ -188,7 +157,7 @@ pub fn assess(
             && agree == Some(true)
             && let Some(a) = h.announcement
         {
-            believed.insert(name.clone(), a);
+            believed.insert(name.clone(), Announcement::clone(&a));
         }
     }
     (status, believed)
@@ -224,19 +193,19 @@ mod tests {
         let heard = BTreeMap::from([
             (
                 "west".to_string(),
-                Heard { last_ok: Some(now), announcement: Some(announcement("west", "abc")), error: None },
+                Heard { last_ok: Some(now), announcement: Some(Arc::new(announcement("west", "abc"))), error: None },
             ),
             // Heard, but on another checksum.
             (
                 "north".to_string(),
-                Heard { last_ok: Some(now), announcement: Some(announcement("north", "zzz")), error: None },
+                Heard { last_ok: Some(now), announcement: Some(Arc::new(announcement("north", "zzz"))), error: None },
             ),
             // Silent for longer than SILENCE.
             (
                 "south".to_string(),
                 Heard {
                     last_ok: now.checked_sub(SILENCE + Duration::from_millis(10)),
-                    announcement: Some(announcement("south", "abc")),
+                    announcement: Some(Arc::new(announcement("south", "abc"))),
                     error: Some("timeout".into()),
                 },
             ),

@@ -81,6 +81,8 @@ pub struct AgentConfig {
     pub listen: Option<SocketAddr>,
     pub read_token: Option<Vec<u8>>,
     pub join_token: Option<Vec<u8>>,
+    /// How peers are heard: streams (the default), or the former 1 s poll.
+    pub mesh_exchange: mesh::exchange::Exchange,
 }
 
 struct Backoff {
@@ -128,12 +130,12 @@ pub struct Agent {
     loaded: Loaded,
     status: Arc<Mutex<Status>>,
     backoff: BTreeMap<&'static str, Backoff>,
-    /// What peers said, filled by the poller.
+    /// What peers said, filled by the exchange.
     hearing: mesh::Hearing,
-    /// Whom the poller asks; updated on reload.
+    /// Whom the exchange follows; updated on reload.
     targets: watch::Sender<mesh::Targets>,
-    /// What this controller tells its peers, served at `/v1/mesh`.
-    announcement: Arc<Mutex<Option<Announcement>>>,
+    /// What this controller tells its peers, served at `/v1/mesh` and streamed to them.
+    feed: mesh::feed::Feed,
     /// Peers last seen on another checksum or CA: logged when that starts and ends.
     disagreeing: BTreeSet<String>,
     /// The TLS configuration of each API listener, renewed from the keyset on reload.
@@ -239,7 +241,7 @@ impl Agent {
             backoff: BTreeMap::new(),
             hearing: Arc::default(),
             targets,
-            announcement: Arc::default(),
+            feed: mesh::feed::Feed::default(),
             disagreeing: BTreeSet::new(),
             api_tls: Vec::new(),
             ipsec: node::Tracker::default(),
@@ -302,7 +304,7 @@ impl Agent {
                 config.clone(),
                 &self.cfg,
                 self.status.clone(),
-                self.announcement.clone(),
+                self.feed.clone(),
                 api_shutdown.clone(),
             )?;
             self.api_tls.push(tls);
@@ -310,16 +312,15 @@ impl Agent {
         if let (Some(me), Some(config)) = (mesh_address, api_config) {
             // Peers ask this agent at its overlay address, through the tunnels.
             let listener = api::bind(SocketAddr::from((me, MESH_API_PORT)), true)?;
-            let tls = api::start(
-                listener,
-                config,
-                &self.cfg,
-                self.status.clone(),
-                self.announcement.clone(),
-                api_shutdown.clone(),
-            )?;
+            let tls =
+                api::start(listener, config, &self.cfg, self.status.clone(), self.feed.clone(), api_shutdown.clone())?;
             self.api_tls.push(tls);
-            mesh::spawn_poller(self.targets.subscribe(), self.hearing.clone());
+            // What is heard wakes the loop at once (a full queue already holds a wake-up).
+            let heard_tx = tx.clone();
+            let wake: mesh::exchange::Wake = Arc::new(move || {
+                let _ = heard_tx.try_send(Trigger::Heard);
+            });
+            mesh::exchange::spawn(self.targets.subscribe(), self.hearing.clone(), self.cfg.mesh_exchange, wake);
         }
 
         let pidfile = self.layout.agent_pid();
@@ -336,7 +337,7 @@ impl Agent {
         self.pass(&nl, &Trigger::Start, None).await;
         self.follow(&mut wakers).await;
         loop {
-            let trigger = tokio::select! {
+            let mut trigger = tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => Trigger::Reload,
@@ -344,9 +345,34 @@ impl Agent {
                 _ = resync.tick() => Trigger::Resync,
                 Some(t) = rx.recv() => t,
             };
+            // Events queued behind a peer's news, kept for the pass that follows it.
+            let mut queued: Vec<Cause> = Vec::new();
+            if matches!(trigger, Trigger::Heard) {
+                // Routes first, at once; then a pass if something else was queued too: the
+                // most thorough of them (a tick, resync or reload reads everything).
+                let mut others = Vec::new();
+                while let Ok(t) = rx.try_recv() {
+                    if !matches!(t, Trigger::Heard) {
+                        others.push(t);
+                    }
+                }
+                if let Err(e) = self.follow_peers(&nl).await {
+                    eprintln!("meshwork agent: routes: {e}");
+                }
+                trigger = match others.iter().position(|t| !matches!(t, Trigger::Event(_))) {
+                    Some(full) => others.swap_remove(full),
+                    None => match others.pop() {
+                        Some(event) => event,
+                        None => continue,
+                    },
+                };
+                queued =
+                    others.into_iter().filter_map(|t| if let Trigger::Event(c) = t { Some(c) } else { None }).collect();
+            }
             let mut causes = Vec::new();
             if let Trigger::Event(cause) = &trigger {
                 causes.push(cause.clone());
+                causes.append(&mut queued);
                 tokio::time::sleep(DEBOUNCE).await;
                 while let Ok(more) = rx.try_recv() {
                     if let Trigger::Event(cause) = more {
@@ -546,8 +572,7 @@ impl Agent {
         };
         let located = clients::learn(&self.layout, &running).await;
         let loaded = &self.loaded;
-        let Role::Controller { table, targets } = &loaded.role else { return Ok(()) };
-        let (table, targets) = (table.clone(), targets.clone());
+        let Role::Controller { table, .. } = &loaded.role else { return Ok(()) };
         let announcement = Announcement {
             controller: self.cfg.host.name.clone(),
             topology: loaded.desired.topology.clone(),
@@ -562,8 +587,22 @@ impl Agent {
                 })
                 .collect(),
         };
-        *self.announcement.lock().unwrap_or_else(|e| e.into_inner()) = Some(announcement);
+        self.feed.publish(announcement);
+        self.route(nl, located).await
+    }
 
+    /// Routes again after a peer's change, with the local clients as last learned.
+    async fn follow_peers(&mut self, nl: &Netlink) -> std::io::Result<()> {
+        let located = self.status.lock().unwrap_or_else(|e| e.into_inner()).clients.clone();
+        self.route(nl, located).await
+    }
+
+    /// Weighs what peers said and makes the agent's routes match, with `located` the clients
+    /// this controller holds.
+    async fn route(&mut self, nl: &Netlink, located: BTreeMap<String, status::Location>) -> std::io::Result<()> {
+        let loaded = &self.loaded;
+        let Role::Controller { table, targets } = &loaded.role else { return Ok(()) };
+        let (table, targets) = (table.clone(), targets.clone());
         let heard = self.hearing.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (peers, believed) =
             mesh::assess(&targets.peers, &heard, &loaded.desired.checksum, &loaded.ca, Instant::now());
@@ -647,6 +686,7 @@ mod tests {
                 listen: None,
                 read_token: None,
                 join_token: None,
+                mesh_exchange: mesh::exchange::Exchange::Stream,
             };
             match load(&cfg) {
                 Ok(_) => panic!("{name} loaded"),

@@ -26,6 +26,8 @@ pub enum Trigger {
     Tick,
     Resync,
     Reload,
+    /// A peer's announcement changed: only routes need another look.
+    Heard,
 }
 
 /// The event that woke the agent.
@@ -85,6 +87,7 @@ impl fmt::Display for Trigger {
             Trigger::Tick => write!(f, "tick"),
             Trigger::Resync => write!(f, "resync"),
             Trigger::Reload => write!(f, "reload"),
+            Trigger::Heard => write!(f, "heard from a peer"),
         }
     }
 }

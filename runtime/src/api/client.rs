@@ -165,6 +165,95 @@ pub async fn get(url: &str, path: &str, auth: ClientAuth) -> Result<(u16, String
     Ok((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// An answer whose body is read as it arrives (a stream), after a `200`.
+pub struct Streamed {
+    body: hyper::body::Incoming,
+    /// Drives the connection; aborted when the stream is dropped.
+    driver: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    /// The peer's address, for messages.
+    url: String,
+}
+
+impl Streamed {
+    /// The next piece of the body; `None` at its end. No piece is longer than what the
+    /// server sent in one frame, so the caller bounds what it keeps.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, FetchError> {
+        loop {
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(FetchError::Http { url: self.url.clone(), message: chain(&e) }),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Streamed {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// `GET path_and_query` on the agent at `url` with a client certificate (`auth` must be
+/// [`ClientAuth::Certificate`]), for an answer that streams: a `200` gives the body to read
+/// as it comes; any other status is returned with its (short) message. Connecting, the
+/// handshake and the response head must come within `within`.
+pub async fn get_stream(
+    url: &str,
+    path_and_query: &str,
+    auth: &ClientAuth,
+    within: Duration,
+) -> Result<Result<Streamed, (u16, String)>, FetchError> {
+    let target = Target::parse(url)?;
+    let ClientAuth::Certificate { ca_pem, cert_pem, key_pem } = auth else {
+        return Err(FetchError::Credentials("a stream needs a client certificate".into()));
+    };
+    let chain_pem = tls::certs(cert_pem, "the client certificate").map_err(FetchError::Credentials)?;
+    let key = tls::key(key_pem, "the client key").map_err(FetchError::Credentials)?;
+    let roots = tls::roots(ca_pem).map_err(FetchError::Credentials)?;
+    let config =
+        tls::client_config(ServerCheck::TopologyCa(roots), Some((chain_pem, key))).map_err(FetchError::Credentials)?;
+    let open = async {
+        let tls = target.connect(config).await?;
+        let http_err = |e: &dyn std::error::Error| target.http_error(e);
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| http_err(&e))?;
+        let driver = tokio::spawn(connection);
+        let req = Request::get(format!("{}{path_and_query}", target.prefix))
+            .header(header::HOST, &target.authority)
+            .header(header::USER_AGENT, concat!("meshwork/", env!("CARGO_PKG_VERSION")))
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| http_err(&e))?;
+        let resp = match sender.send_request(req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                driver.abort();
+                return Err(http_err(&e));
+            }
+        };
+        Ok((resp, driver))
+    };
+    let (resp, driver) = match tokio::time::timeout(within, open).await {
+        Ok(result) => result?,
+        Err(_) => return Err(FetchError::Timeout { url: target.url.clone(), after: within }),
+    };
+    let status = resp.status();
+    if status != StatusCode::OK {
+        let body = tokio::time::timeout(within, Limited::new(resp.into_body(), 4096).collect()).await;
+        driver.abort();
+        let message = match body {
+            Ok(Ok(b)) => summary(&b.to_bytes()),
+            _ => "(no message)".into(),
+        };
+        return Ok(Err((status.as_u16(), message)));
+    }
+    Ok(Ok(Streamed { body: resp.into_body(), driver, url: target.url }))
+}
+
 /// `meshwork keys fetch --from URL --token-file F`: reads the token file (which must be 0600),
 /// fetches the keyset and imports it into `state_dir` (refusing an existing keyset; the import
 /// verifies everything before writing anything). Builds its own single-threaded runtime, so it

@@ -54,6 +54,7 @@
 //! guess faster. Another source's flood does not lock out the right token.
 
 pub mod client;
+pub mod lines;
 pub mod server;
 pub mod server_tls;
 mod throttle;

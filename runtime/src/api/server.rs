@@ -7,7 +7,12 @@
 //!   (`meshwork_api_auth_failures_total`, `meshwork_api_auth_throttled_total`), as
 //!   `text/plain; version=0.0.4` (Prometheus text format);
 //! * `/v1/keyset`: [`ApiSource::keyset_bundle`] as `application/octet-stream`; 404 when the
-//!   agent has no join token.
+//!   agent has no join token;
+//! * `/v1/mesh`: [`ApiSource::mesh`] as JSON, and `/v1/mesh/stream`: [`ApiSource::mesh_stream`]
+//!   as NDJSON that goes on as long as the connection, both for peer certificates only
+//!   (`peer-<controller>`). A stream ends cleanly when its connection reaches
+//!   [`CONNECTION_LIFETIME`], when the server stops, and when the TLS configuration is reloaded
+//!   (a peer revoked since its handshake is cut off at once; the others reconnect and resume).
 //!
 //! The first two take a verified client certificate of the topology CA or the read token as a
 //! bearer token; the keyset takes only the join proof (see [the module](super)). A missing
@@ -35,8 +40,11 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -73,6 +81,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 pub const CONTENT_TYPE_METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const CONTENT_TYPE_BUNDLE: &str = "application/octet-stream";
+pub const CONTENT_TYPE_NDJSON: &str = "application/x-ndjson";
+
+/// The body of every answer: whole (`Full`) or streamed.
+type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// What the API shows; the agent implements it. `status` and `metrics` are called on the async
 /// runtime and must not block; `keyset_bundle` runs on a blocking thread (it derives a key).
@@ -87,6 +99,12 @@ pub trait ApiSource: Send + Sync + 'static {
     /// What this controller tells its peers (`/v1/mesh`): the clients it holds and the LANs
     /// it serves. Only peer certificates (`peer-<controller>`) may read it. `None`: not served.
     fn mesh(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// The same as a stream (`/v1/mesh/stream?QUERY`): pieces of NDJSON, sent as they come;
+    /// the server ends it with the connection. `None`: not served.
+    fn mesh_stream(&self, query: Option<&str>) -> Option<BoxStream<'static, Bytes>> {
+        let _ = query;
         None
     }
 }
@@ -168,7 +186,16 @@ pub async fn serve_with(
         while tasks.try_join_next().is_some() {}
         match accepted {
             Ok((tcp, peer)) => {
-                tasks.spawn(connection(tcp, peer.ip(), tls.acceptor(), shared.clone(), stop_rx.clone(), permit));
+                let reloaded = tls.reloads();
+                tasks.spawn(connection(
+                    tcp,
+                    peer.ip(),
+                    tls.acceptor(),
+                    reloaded,
+                    shared.clone(),
+                    stop_rx.clone(),
+                    permit,
+                ));
             }
             // Out of file descriptors, a connection reset before accept: wait a little, go on.
             Err(_) => sleep(Duration::from_millis(50)).await,
@@ -228,12 +255,15 @@ struct Conn {
     /// That certificate's common name.
     client_cn: Option<String>,
     exporter: Option<[u8; EXPORTER_LEN]>,
+    /// Becomes true when the connection is about to close: streams end then.
+    closing: watch::Receiver<bool>,
 }
 
 async fn connection(
     tcp: TcpStream,
     source: IpAddr,
     acceptor: TlsAcceptor,
+    mut reloaded: watch::Receiver<u64>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
@@ -245,12 +275,14 @@ async fn connection(
         _ => return,
     };
     let session = tls.get_ref().1;
+    let (closing_tx, closing) = watch::channel(false);
     let conn = Arc::new(Conn {
         shared,
         source,
         client_cert: session.peer_certificates().is_some_and(|c| !c.is_empty()),
         client_cn: session.peer_certificates().and_then(|c| c.first()).and_then(|c| common_name(c.as_ref())),
         exporter: session.export_keying_material([0u8; EXPORTER_LEN], EXPORTER_LABEL, None).ok(),
+        closing,
     });
     let service = service_fn(move |req| {
         let conn = conn.clone();
@@ -266,7 +298,11 @@ async fn connection(
         _ = http.as_mut() => return,
         _ = stop.wait_for(|stopping| *stopping) => {}
         _ = sleep(CONNECTION_LIFETIME) => {}
+        // (Without a sender, nothing will be reloaded: wait for the other reasons.)
+        _ = async { if reloaded.changed().await.is_err() { std::future::pending::<()>().await } } => {}
     }
+    // A stream in progress ends first, so that the graceful shutdown completes at once.
+    let _ = closing_tx.send(true);
     http.as_mut().graceful_shutdown();
     let _ = timeout(SHUTDOWN_GRACE, http).await;
 }
@@ -277,10 +313,13 @@ enum Route {
     Metrics,
     Keyset,
     Mesh,
+    MeshStream,
 }
 
 /// Path of the peers' exchange: which clients a controller holds, which LANs it serves.
 pub const MESH_PATH: &str = "/v1/mesh";
+/// Path of the same as a stream: a snapshot, then changes as they happen, and beats.
+pub const MESH_STREAM_PATH: &str = "/v1/mesh/stream";
 /// Common names of the certificates controllers use towards each other: `peer-<controller>`.
 pub const PEER_CN_PREFIX: &str = "peer-";
 
@@ -320,14 +359,18 @@ fn authorization(req: &Request<Incoming>) -> Auth<'_> {
     }
 }
 
-async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Body> {
     let route = match req.uri().path() {
         "/status" => Route::Status,
         "/metrics" => Route::Metrics,
         KEYSET_PATH => Route::Keyset,
         MESH_PATH => Route::Mesh,
+        MESH_STREAM_PATH => Route::MeshStream,
         _ => {
-            return text(StatusCode::NOT_FOUND, "not found: the API serves /status, /metrics, /v1/keyset and /v1/mesh");
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found: the API serves /status, /metrics, /v1/keyset, /v1/mesh and /v1/mesh/stream",
+            );
         }
     };
     if req.method() != Method::GET {
@@ -342,6 +385,9 @@ async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Full<Bytes>
     }
     if route == Route::Mesh {
         return mesh(&conn);
+    }
+    if route == Route::MeshStream {
+        return mesh_stream(&conn, req.uri().query());
     }
 
     if !conn.client_cert {
@@ -374,9 +420,14 @@ async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Full<Bytes>
     }
 }
 
+/// Whether the connection's certificate is a peer controller's: the mesh is for them only.
+fn is_peer(conn: &Conn) -> bool {
+    conn.client_cn.as_deref().is_some_and(|cn| cn.starts_with(PEER_CN_PREFIX))
+}
+
 /// `/v1/mesh`: for peers only, told apart by their certificate's name.
-fn mesh(conn: &Conn) -> Response<Full<Bytes>> {
-    if !conn.client_cn.as_deref().is_some_and(|cn| cn.starts_with(PEER_CN_PREFIX)) {
+fn mesh(conn: &Conn) -> Response<Body> {
+    if !is_peer(conn) {
         return text(StatusCode::FORBIDDEN, "forbidden: /v1/mesh is for peer controllers' certificates");
     }
     match conn.shared.source.mesh() {
@@ -389,7 +440,27 @@ fn mesh(conn: &Conn) -> Response<Full<Bytes>> {
     }
 }
 
-async fn keyset(conn: &Conn, auth: Auth<'_>) -> Response<Full<Bytes>> {
+/// `/v1/mesh/stream`: for peers only; ends when the connection is about to close.
+fn mesh_stream(conn: &Conn, query: Option<&str>) -> Response<Body> {
+    if !is_peer(conn) {
+        return text(StatusCode::FORBIDDEN, "forbidden: /v1/mesh/stream is for peer controllers' certificates");
+    }
+    let Some(stream) = conn.shared.source.mesh_stream(query) else {
+        return text(StatusCode::NOT_FOUND, "not found: this agent takes part in no mesh");
+    };
+    let mut closing = conn.closing.clone();
+    let until = async move {
+        let _ = closing.wait_for(|c| *c).await;
+    };
+    let frames = stream.take_until(until).map(|b| Ok::<_, Infallible>(Frame::data(b)));
+    let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_NDJSON));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn keyset(conn: &Conn, auth: Auth<'_>) -> Response<Body> {
     let shared = &conn.shared;
     let Some(token) = shared.join_token.clone() else {
         return text(StatusCode::NOT_FOUND, "not found: this agent does not serve the keyset (it has no join token)");
@@ -447,8 +518,8 @@ fn metrics(shared: &Shared) -> String {
     out
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -456,17 +527,17 @@ fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Res
     resp
 }
 
-fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, message: &str) -> Response<Body> {
     respond(status, "text/plain; charset=utf-8", format!("{message}\n").into_bytes())
 }
 
-fn unauthorized(challenge: &'static str, message: &str) -> Response<Full<Bytes>> {
+fn unauthorized(challenge: &'static str, message: &str) -> Response<Body> {
     let mut resp = text(StatusCode::UNAUTHORIZED, message);
     resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     resp
 }
 
-fn throttled(retry: Duration) -> Response<Full<Bytes>> {
+fn throttled(retry: Duration) -> Response<Body> {
     let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
     let mut resp = text(
         StatusCode::TOO_MANY_REQUESTS,

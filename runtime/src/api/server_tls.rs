@@ -4,11 +4,13 @@
 //! running agent. Read once at start, a client revoked since went on getting 200 until the
 //! agent restarted (issue 12, item 5). Each handshake now takes the configuration current at
 //! its start, and [`ServerTls::reload`] replaces it; connections already open keep the one they
-//! were made with (they end within the server's connection lifetime).
+//! were made with, except that each reload ends them gracefully ([`ServerTls::reloads`]): a
+//! long-lived stream would otherwise outlive a revocation by up to the connection lifetime.
 
 use std::sync::{Arc, RwLock};
 
 use rustls::ServerConfig;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::server::ApiConfig;
@@ -18,12 +20,15 @@ use super::tls;
 #[derive(Clone)]
 pub struct ServerTls {
     current: Arc<RwLock<Arc<ServerConfig>>>,
+    /// Counts reloads; connections watch it.
+    generation: Arc<watch::Sender<u64>>,
 }
 
 impl ServerTls {
     /// From the TLS fields of `config` (CA, CRL, certificate, key); the tokens play no part.
     pub fn new(config: &ApiConfig) -> Result<ServerTls, String> {
-        Ok(ServerTls { current: Arc::new(RwLock::new(Arc::new(build(config)?))) })
+        let current = Arc::new(RwLock::new(Arc::new(build(config)?)));
+        Ok(ServerTls { current, generation: Arc::new(watch::channel(0).0) })
     }
 
     /// Later handshakes use the TLS fields of `config`. On an error the configuration in use
@@ -31,7 +36,13 @@ impl ServerTls {
     pub fn reload(&self, config: &ApiConfig) -> Result<(), String> {
         let fresh = Arc::new(build(config)?);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        self.generation.send_modify(|g| *g += 1);
         Ok(())
+    }
+
+    /// Changes on every reload: a connection made before closes when it sees that.
+    pub(crate) fn reloads(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// An acceptor with the configuration of this moment.

@@ -15,6 +15,7 @@ pub struct Options {
     pub read_token_file: Option<PathBuf>,
     pub join_token_file: Option<PathBuf>,
     pub resync: u64,
+    pub mesh_exchange: meshwork::agent::mesh::exchange::Exchange,
 }
 
 pub fn run(file: &Path, host: &HostArgs, options: &Options) -> Result<ExitCode, CliError> {
@@ -33,6 +34,7 @@ pub fn run(file: &Path, host: &HostArgs, options: &Options) -> Result<ExitCode, 
         listen: options.listen,
         read_token: token(&options.read_token_file)?,
         join_token: token(&options.join_token_file)?,
+        mesh_exchange: options.mesh_exchange,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
