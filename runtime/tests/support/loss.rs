@@ -1,0 +1,55 @@
+//! Random packet loss on one interface of a namespace, made with nftables (`tc netem` is not
+//! available everywhere): a table of its own in that namespace drops a share of the UDP that
+//! goes out of and comes in on the interface, at random (`numgen random`), and counts what it
+//! dropped, so a test can show that loss really happened.
+
+use super::{output, run};
+
+/// The table, in the namespace the loss is made in (which is the test's own).
+const TABLE: &str = "mwf_loss";
+/// Comments of the two rules, for [`dropped`].
+pub const DROPPED_IN: &str = "mwf-loss-in";
+pub const DROPPED_OUT: &str = "mwf-loss-out";
+
+/// Drops `percent` % of the UDP packets between `ns` and a server's UDP `port`, both ways,
+/// where they leave or enter `ns` through `dev`. In the namespace where the client that sends
+/// and receives them runs, its packets pass the output and input hooks, whatever routes them.
+pub fn add(ns: &str, dev: &str, port: u16, percent: u8) {
+    let rules = format!(
+        "table inet {TABLE} {{\n\
+         chain output {{ type filter hook output priority 0; policy accept;\n\
+           oifname \"{dev}\" udp dport {port} numgen random mod 100 < {percent} counter drop comment \"{DROPPED_OUT}\"\n\
+         }}\n\
+         chain input {{ type filter hook input priority 0; policy accept;\n\
+           iifname \"{dev}\" udp sport {port} numgen random mod 100 < {percent} counter drop comment \"{DROPPED_IN}\"\n\
+         }}\n\
+         }}\n"
+    );
+    let file = std::env::temp_dir().join(format!("mwf-loss-{}-{ns}.nft", std::process::id()));
+    std::fs::write(&file, rules).expect("write the loss rules");
+    run("ip", &["netns", "exec", ns, "nft", "-f", file.to_str().expect("a UTF-8 path")]);
+    let _ = std::fs::remove_file(&file);
+}
+
+/// Packets dropped so far (in, out), by the rules [`add`] made in `ns`.
+pub fn dropped(ns: &str) -> (u64, u64) {
+    let text = output("ip", &["netns", "exec", ns, "nft", "-j", "list", "table", "inet", TABLE]);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("nft -j");
+    let (mut dropped_in, mut dropped_out) = (0, 0);
+    for rule in v["nftables"].as_array().into_iter().flatten().filter_map(|i| i.get("rule")) {
+        let comment = rule["comment"].as_str().unwrap_or_default();
+        let packets: u64 = rule["expr"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("counter"))
+            .filter_map(|c| c["packets"].as_u64())
+            .sum();
+        match comment {
+            DROPPED_IN => dropped_in += packets,
+            DROPPED_OUT => dropped_out += packets,
+            _ => {}
+        }
+    }
+    (dropped_in, dropped_out)
+}
