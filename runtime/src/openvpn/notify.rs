@@ -44,7 +44,7 @@ impl Reader {
             self.open = Some(Arrival { cid: cid.trim().parse().ok(), ..Arrival::default() });
             return unfinished;
         }
-        let Some(env) = line.strip_prefix(ENV) else { return None };
+        let env = line.strip_prefix(ENV)?;
         // Other `>CLIENT:` notifications (with `management-client-auth`) have ENV blocks too;
         // only an ESTABLISHED block is followed.
         let open = self.open.as_mut()?;
