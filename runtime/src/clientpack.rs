@@ -15,7 +15,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use flate2::{Compression, GzBuilder};
-use meshwork_compiler::emit::openvpn::{DATA_CIPHERS, TLS_VERSION_MIN};
+use meshwork_compiler::emit::openvpn::{CLIENT_KEEPALIVE, DATA_CIPHERS, TLS_VERSION_MIN};
 use meshwork_compiler::network::{CLIENT_PORT, ClientNet, Network};
 
 use crate::keys::{KeyError, Keyset};
@@ -29,14 +29,26 @@ pub const KEYSET_ISSUED: &str = "issued";
 /// Private keys: `private/<cn>.key`.
 pub const KEYSET_PRIVATE: &str = "private";
 
-/// Client ping interval: the controller sees the client at least this often (seconds).
-pub const CLIENT_PING: u32 = 1;
-/// Restart (and so fail over) after this long without a packet from the controller (seconds).
-pub const CLIENT_PING_RESTART: u32 = 5;
+/// Client ping interval and restart timeout: the controller's pushed keepalive, so the pack and
+/// the push agree (see [`CLIENT_KEEPALIVE`] for why these values).
+pub const CLIENT_PING: u32 = CLIENT_KEEPALIVE.0;
+pub const CLIENT_PING_RESTART: u32 = CLIENT_KEEPALIVE.1;
 /// Give up on an unanswering controller and try the next after this long (seconds).
-pub const SERVER_POLL_TIMEOUT: u32 = 3;
-/// `connect-retry` base and maximum delay between attempts (seconds).
-pub const CONNECT_RETRY: (u32, u32) = (1, 5);
+///
+/// After a restart, OpenVPN 2.6 tries the controller that last worked once more before it moves
+/// on (`no_advance`, set when a connection completes and consumed by `next_connection_entry`
+/// in init.c): after a controller dies, its clients spend one whole poll timeout on it. One
+/// second (OpenVPN's timers count whole seconds, so between a fraction of a second and 1 s) is
+/// all a live controller needs to send its first packet over any link with a round trip well
+/// under a second; a client whose first answer comes later moves on to the next controller,
+/// which admits it just the same.
+pub const SERVER_POLL_TIMEOUT: u32 = 1;
+/// `connect-retry` base and maximum delay between attempts (seconds). No pause after a ping
+/// timeout: the client dials again at once. (A poll timeout never pauses, whatever this says; a
+/// controller that answers and then fails the handshake gets OpenVPN's backoff, doubling after
+/// every controller failed 5 times in a row, up to the maximum.) With every controller down, a
+/// client sends one handshake packet a second.
+pub const CONNECT_RETRY: (u32, u32) = (0, 5);
 
 /// Names of the files inside a `.tar.gz` pack (besides `<client>.crt`, `<client>.key` and
 /// `<client>.ovpn`).

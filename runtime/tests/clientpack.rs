@@ -110,10 +110,10 @@ fn pack_matches_the_server_side() {
         "persist-tun",
         "remote-cert-tls server",
         "resolv-retry infinite",
-        "server-poll-timeout 3",
-        "connect-retry 1 5",
+        "server-poll-timeout 1",
+        "connect-retry 0 5",
         "ping 1",
-        "ping-restart 5",
+        "ping-restart 4",
         "pull-filter ignore \"ping\"",
         "verb 3",
         &format!("tls-version-min {TLS_VERSION_MIN}"),
@@ -128,6 +128,27 @@ fn pack_matches_the_server_side() {
     assert!(text.contains("web-1-key"));
     assert!(!text.contains("verify-x509-name"));
     assert!(!text.contains("keepalive"), "keepalive is for servers");
+}
+
+/// The pack keeps its own timers over the pushed ones (`pull-filter ignore "ping"`), so they
+/// must be the ones every controller's server pushes: `keepalive PING RESTART` pushes `ping
+/// PING` and `ping-restart RESTART`.
+#[test]
+fn pack_timers_are_the_pushed_keepalive() {
+    let net = network(THREE);
+    let text = pack(&net, "web-1", &PackOptions::default());
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no `{name}` in\n{text}"))
+            .to_string()
+    };
+    for c in &net.controllers {
+        let configs = meshwork_compiler::emit::openvpn::configs(&net, c);
+        let server = &configs.iter().find(|(name, _)| name == "server.conf").expect("server.conf").1;
+        let keepalive = server.lines().find_map(|l| l.strip_prefix("keepalive ")).expect("keepalive");
+        assert_eq!(keepalive, format!("{} {}", value("ping"), value("ping-restart")), "{}", c.name);
+    }
 }
 
 #[test]

@@ -7,6 +7,10 @@
 //! clients sit, and as a backstop for what makes no event), when the topology file changes or on
 //! SIGHUP, and every `resync`. SIGTERM stops the agent and leaves the dataplane running.
 //!
+//! A client that connects is followed at once, not at the next tick: OpenVPN reports it on the
+//! management interface the agent holds ([`clients`]), and the agent learns where it sits,
+//! routes to it and updates what it tells its peers, without a reconcile pass.
+//!
 //! Besides reconciling, a controller's agent follows its clients and exchanges their locations
 //! with its peers ([`mesh`], [`routes`]); a node's agent keeps its IPsec SAs up and reports
 //! them ([`node`]).
@@ -36,7 +40,7 @@ use std::time::{Duration, Instant, SystemTime};
 use meshwork_compiler::emit::routes::RouteTable;
 use meshwork_compiler::network::MESH_API_PORT;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::api::client::ClientAuth;
 use crate::api::server_tls::ServerTls;
@@ -142,6 +146,11 @@ pub struct Agent {
     api_tls: Vec<ServerTls>,
     /// A node's SAs, restarted when they stay down.
     ipsec: node::Tracker,
+    /// The management interfaces of the units that serve clients, held open.
+    clients: clients::Clients,
+    /// Set when a client arrived (or an interface was attached again); one wake-up however
+    /// many arrived since the last time clients were followed.
+    arrivals: Arc<Notify>,
 }
 
 /// Modification time and size of a file.
@@ -208,6 +217,18 @@ fn load(cfg: &AgentConfig) -> Result<Loaded, String> {
     }
 }
 
+/// What the owners of the management interfaces call: logs an arrival and wakes the agent.
+fn arrival_wake(arrivals: Arc<Notify>) -> clients::Wake {
+    Arc::new(move |unit: &str, event: &crate::openvpn::owner::Event| {
+        if let crate::openvpn::owner::Event::Established(a) = event {
+            let name = a.common_name.as_deref().unwrap_or("?");
+            let address = a.virtual_address.map_or_else(String::new, |ip| format!(" ({ip})"));
+            eprintln!("meshwork agent: client {name} connected to {unit}{address}");
+        }
+        arrivals.notify_one();
+    })
+}
+
 /// This controller's peering identity, presented when it asks its peers.
 fn peer_auth(keyset: &Keyset, controller: &str) -> Result<ClientAuth, String> {
     let cn = format!("{}{controller}", crate::api::server::PEER_CN_PREFIX);
@@ -233,6 +254,8 @@ impl Agent {
             ..Status::default()
         };
         let (targets, _) = watch::channel(loaded.targets());
+        let arrivals = Arc::new(Notify::new());
+        let clients = clients::Clients::new(arrival_wake(arrivals.clone()));
         Ok(Agent {
             cfg,
             layout,
@@ -245,6 +268,8 @@ impl Agent {
             disagreeing: BTreeSet::new(),
             api_tls: Vec::new(),
             ipsec: node::Tracker::default(),
+            clients,
+            arrivals,
         })
     }
 
@@ -333,6 +358,7 @@ impl Agent {
         let mut tick = tokio::time::interval(TICK);
         let mut resync = tokio::time::interval(self.cfg.resync);
         let mut wakers = Wakers::new(tx.clone());
+        let arrivals = self.arrivals.clone();
         eprintln!("meshwork agent: {} of topology {}", self.cfg.host, self.loaded.desired.topology);
         self.pass(&nl, &Trigger::Start, None).await;
         self.follow(&mut wakers).await;
@@ -343,8 +369,14 @@ impl Agent {
                 _ = hup.recv() => Trigger::Reload,
                 _ = tick.tick() => Trigger::Tick,
                 _ = resync.tick() => Trigger::Resync,
+                _ = arrivals.notified() => Trigger::Arrival,
                 Some(t) = rx.recv() => t,
             };
+            if matches!(trigger, Trigger::Arrival) {
+                // A client arrived here: learn, tell peers and route at once, without a pass.
+                self.follow_clients(&nl).await;
+                continue;
+            }
             // Events queued behind a peer's news, kept for the pass that follows it.
             let mut queued: Vec<Cause> = Vec::new();
             if matches!(trigger, Trigger::Heard) {
@@ -563,14 +595,24 @@ impl Agent {
         }
     }
 
+    /// A client arrived: where clients sit, the routes and the announcement, now; the host
+    /// itself is left to the next pass (an arrival changes nothing it holds).
+    async fn follow_clients(&mut self, nl: &Netlink) {
+        if let Err(e) = self.track_routes(nl).await {
+            eprintln!("meshwork agent: routes: {e}");
+        }
+        self.write_status();
+    }
+
     /// Learns where local clients sit, tells peers (the announcement), weighs what peers said
     /// and makes the agent's routes match.
     async fn track_routes(&mut self, nl: &Netlink) -> std::io::Result<()> {
-        let running: Vec<String> = {
+        let (units, running): (Vec<String>, Vec<String>) = {
             let s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-            s.units.iter().filter(|(_, up)| **up).map(|(u, _)| u.clone()).collect()
+            (s.units.keys().cloned().collect(), s.units.iter().filter(|(_, up)| **up).map(|(u, _)| u.clone()).collect())
         };
-        let located = clients::learn(&self.layout, &running).await;
+        self.clients.follow(&self.layout, &units);
+        let located = self.clients.learn(&running).await;
         let loaded = &self.loaded;
         let Role::Controller { table, .. } = &loaded.role else { return Ok(()) };
         let announcement = Announcement {

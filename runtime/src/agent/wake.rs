@@ -28,6 +28,8 @@ pub enum Trigger {
     Reload,
     /// A peer's announcement changed: only routes need another look.
     Heard,
+    /// A client arrived on a unit of this host (OpenVPN's management interface said so).
+    Arrival,
 }
 
 /// The event that woke the agent.
@@ -88,6 +90,7 @@ impl fmt::Display for Trigger {
             Trigger::Resync => write!(f, "resync"),
             Trigger::Reload => write!(f, "reload"),
             Trigger::Heard => write!(f, "heard from a peer"),
+            Trigger::Arrival => write!(f, "a client arrived"),
         }
     }
 }

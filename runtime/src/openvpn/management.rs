@@ -5,6 +5,8 @@
 //! OpenVPN serves one management client at a time; another connection waits until the first
 //! closes. Every exchange is therefore short (connect, `status 3`, `quit`) and bounded by a
 //! timeout, so neither a hung OpenVPN nor a client that holds the interface stalls the caller.
+//! A running agent holds its units' interfaces open ([`super::owner`]) and asks over those; this
+//! short exchange is for tools that run without one.
 
 use std::io;
 use std::net::Ipv4Addr;

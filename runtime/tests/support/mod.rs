@@ -6,7 +6,9 @@
 
 pub mod fixtures;
 pub mod lab;
+pub mod loss;
 pub mod node_hosts;
+pub mod pair;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -65,6 +67,16 @@ impl Lab {
         name
     }
 
+    /// A new namespace named exactly `name` (a test's own prefix and pid in it), loopback up,
+    /// deleted on drop.
+    pub fn named_netns(&mut self, name: &str) -> String {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        run("ip", &["netns", "add", name]);
+        run("ip", &["-n", name, "link", "set", "lo", "up"]);
+        self.netns.push(name.to_string());
+        name.to_string()
+    }
+
     /// Also deletes namespace `name` on drop (one a test's subject made, if it is left over).
     pub fn forget_netns_on_drop(&mut self, name: &str) {
         self.netns.push(name.to_string());
@@ -91,10 +103,19 @@ impl Lab {
     /// Starts `openvpn --config CONFIG` in namespace `ns` (`ip netns exec` execs it, so the
     /// child's pid is OpenVPN's).
     pub fn openvpn(&mut self, name: &str, ns: &str, config: &Path) -> (usize, PathBuf) {
+        let dir = self.dir.clone();
+        self.openvpn_in(name, ns, &dir, config)
+    }
+
+    /// Like [`Lab::openvpn`], in directory `dir` (`--cd`: a compiled server.conf names its keys
+    /// relative to it).
+    pub fn openvpn_in(&mut self, name: &str, ns: &str, dir: &Path, config: &Path) -> (usize, PathBuf) {
         let log = self.path(&format!("{name}.log"));
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns, "openvpn", "--log"])
             .arg(&log)
+            .arg("--cd")
+            .arg(dir)
             .arg("--config")
             .arg(config)
             .stdin(Stdio::null())
