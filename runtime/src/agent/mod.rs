@@ -58,15 +58,15 @@ use wake::{Cause, Trigger, Wakers};
 
 /// Subsystems a pass repairs one by one, in dependency order.
 const SUBSYSTEMS: [(&str, &[Kind]); 5] = [
-    (
-        "network",
-        &[Kind::Netns, Kind::Link, Kind::Address, Kind::Route, Kind::Rule, Kind::Fdb, Kind::Neighbour, Kind::Sysctl],
-    ),
+    ("network", NETWORK),
     ("files", &[Kind::File]),
     ("nftables", &[Kind::Nftables]),
     ("processes", &[Kind::Process]),
     ("ipsec", &[Kind::Ike]),
 ];
+/// The network subsystem's kinds: what a netlink event can concern.
+const NETWORK: &[Kind] =
+    &[Kind::Netns, Kind::Link, Kind::Address, Kind::Route, Kind::Rule, Kind::Fdb, Kind::Neighbour, Kind::Sysctl];
 /// First wait after a subsystem fails; doubles per failure up to MAX_BACKOFF.
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);

@@ -51,16 +51,7 @@ impl Cause {
             Cause::Nft => &[Kind::Nftables],
             // A link, address or route gone can take a setting of the link with it (an engine's
             // eth0 made again starts with the kernel's rp_filter): the whole network.
-            Cause::Netlink(_) => &[
-                Kind::Netns,
-                Kind::Link,
-                Kind::Address,
-                Kind::Route,
-                Kind::Rule,
-                Kind::Fdb,
-                Kind::Neighbour,
-                Kind::Sysctl,
-            ],
+            Cause::Netlink(_) => super::NETWORK,
             Cause::Exited(_) => &[Kind::Process],
         }
     }
