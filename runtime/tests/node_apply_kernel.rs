@@ -238,6 +238,8 @@ fn node_agent_repairs_follows_edits_and_rotates_a_key_without_touching_other_sas
     for node in nodes {
         apply(&mut lab, &hosts, &file, node);
         lab.show_log_on_failure(hosts.state.join(format!("nodes/{node}/log/charon.log")));
+        // The agents restart charon; whichever runs when they have stopped is killed too.
+        lab.kill_pid_file_on_drop(hosts.charon_dir(node).join("run/charon.pid"));
     }
     let agents: Vec<u32> = nodes.iter().map(|n| start_agent(&mut lab, &hosts, &file, n)).collect();
     let cn2 = hosts.netns("cn-2").to_string();

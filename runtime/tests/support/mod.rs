@@ -41,6 +41,8 @@ pub struct Lab {
     procs: Vec<(String, Child, Option<PathBuf>)>,
     /// Processes that are not our children (e.g. started by meshwork), killed by pid on drop.
     pids: Vec<u32>,
+    /// Pid files read at drop, after the children stopped: what a supervisor started late.
+    pid_files: Vec<PathBuf>,
     /// Logs to print if the test fails.
     logs: Vec<PathBuf>,
 }
@@ -50,7 +52,7 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("mwt-{purpose}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("scratch dir");
-        Lab { dir, netns: Vec::new(), procs: Vec::new(), pids: Vec::new(), logs: Vec::new() }
+        Lab { dir, netns: Vec::new(), procs: Vec::new(), pids: Vec::new(), pid_files: Vec::new(), logs: Vec::new() }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -84,6 +86,13 @@ impl Lab {
 
     pub fn kill_on_drop(&mut self, pid: u32) {
         self.pids.push(pid);
+    }
+
+    /// Kill, when dropped, whatever `pid_file` names then (meshwork's JSON pid files, or a bare
+    /// number). A supervisor (an agent) may restart a process after the test last looked, up
+    /// to the moment it is stopped itself; the file read after it stopped names the last one.
+    pub fn kill_pid_file_on_drop(&mut self, pid_file: PathBuf) {
+        self.pid_files.push(pid_file);
     }
 
     pub fn show_log_on_failure(&mut self, log: PathBuf) {
@@ -133,10 +142,8 @@ impl Drop for Lab {
             // SAFETY: SIGTERM to our own child, so it can clean up (OpenVPN, the agent).
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         }
-        for pid in &self.pids {
-            // SAFETY: kill(2) on a pid the test recorded.
-            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
-        }
+        // The children (agents among them) stop first: one still running would start again
+        // what is killed below (it notices an exit at once), and that one would outlive the test.
         let deadline = Instant::now() + Duration::from_secs(5);
         for (_, child, _) in &mut self.procs {
             while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
@@ -144,6 +151,11 @@ impl Drop for Lab {
             }
             let _ = child.kill();
             let _ = child.wait();
+        }
+        let from_files = self.pid_files.iter().filter_map(|f| pid_in(f));
+        for pid in self.pids.iter().copied().chain(from_files) {
+            // SAFETY: kill(2) on a pid the test recorded, or its own state's pid file names.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
         for ns in &self.netns {
             if Path::new("/run/netns").join(ns).exists() {
@@ -261,6 +273,16 @@ pub fn tcp_reaches(ns: &str, addr: SocketAddr, timeout: Duration) -> bool {
         let mut buf = [0u8; 5];
         s.read_exact(&mut buf).is_ok() && &buf == b"hello"
     })
+}
+
+/// The pid a pid file names: meshwork's JSON (`{"pid": N, …}`) or a bare number.
+fn pid_in(file: &Path) -> Option<u32> {
+    let text = fs::read_to_string(file).ok()?;
+    let pid = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) => v["pid"].as_u64().or_else(|| v.as_u64())?,
+        Err(_) => text.trim().parse().ok()?,
+    };
+    u32::try_from(pid).ok().filter(|p| *p > 1)
 }
 
 /// Pids of the OpenVPN processes meshwork started for any controller in `state` (from their
