@@ -102,6 +102,21 @@ impl Network {
         self.controllers.iter().find(|c| c.name == name)
     }
 
+    /// The `route-gateway` every client-facing server and engine pushes: one address for the
+    /// whole topology, the overlay address of the controller with the lowest id.
+    ///
+    /// Why not each unit's own address: OpenVPN 2.6 compares what it pulls on a reconnect with
+    /// what it pulled before, and when they differ it closes the tun device (deleting its
+    /// routes), sleeps a whole second and opens it again (`do_up` in init.c). A client failing
+    /// over to another controller would lose a second, and for that second its overlay and LAN
+    /// traffic would follow the underlay's default route. On a tun device the gateway is only a
+    /// next-hop label (every packet goes to the one server the client is connected to), so any
+    /// on-link address serves; the same one everywhere makes a failover change nothing the
+    /// client pulls but its peer-id.
+    pub fn client_gateway(&self) -> Option<Ipv4Addr> {
+        self.controllers.first().map(|c| c.overlay_ip)
+    }
+
     /// Resolves a topology that validated without errors. Returns None only if it did not.
     pub fn resolve(t: &Topology, a: &Allocation, vx: &VxAllocation, mesh: Mesh) -> Option<Network> {
         let overlay = t.overlay.as_ref().map(|o| o.value);

@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod clientpack;
 pub mod daemon;
 pub mod host;
+pub mod icmp;
 pub mod keys;
 pub mod lab;
 pub mod lockfile;

@@ -113,7 +113,7 @@ fn pack_matches_the_server_side() {
         "server-poll-timeout 1",
         "connect-retry 0 5",
         "ping 1",
-        "ping-restart 4",
+        "ping-restart 3",
         "pull-filter ignore \"ping\"",
         "verb 3",
         &format!("tls-version-min {TLS_VERSION_MIN}"),

@@ -2,7 +2,8 @@
 //! keepalive set, it must not flap when 5% of its packets are lost at random, both ways.
 //!
 //! A controller's server (the compiled `server.conf`, real OpenVPN) and a client (its real
-//! clientpack) run in two namespaces joined by a veth pair. Once the client is connected, an
+//! clientpack) run in two namespaces joined by a veth pair, with the agent's heartbeats from
+//! the server's namespace to the client, as on a controller. Once the client is connected, an
 //! nft table in the client's namespace drops 5% of its OpenVPN packets at random, in and out
 //! (`tc netem` is not available everywhere). For [`SOAK`], the client pings the controller's
 //! overlay address through the tunnel every [`PROBE_EVERY`]. The test asserts that
@@ -16,7 +17,10 @@
 //!
 //! `cargo test -p meshwork --test lossy_link -- --ignored --nocapture` also runs the same at 20%
 //! loss for [`SOAK_LONG`], and prints how often the client reconnected (nothing is asserted
-//! about that: at 20% it does).
+//! about that).
+//!
+//! A third test shows that the heartbeats are what keeps a client up: with every OpenVPN ping
+//! to the client dropped and no heartbeat, it restarts; with heartbeats, it stays.
 //!
 //! Kernel test: needs root, `ip`, `nft` and `openvpn`. Namespaces `mwf-loss*-<pid>` are deleted
 //! at the end, processes killed by pid.
@@ -26,8 +30,11 @@ use std::time::{Duration, Instant};
 
 mod support;
 
+use meshwork::agent::heartbeat::Heartbeat;
 use meshwork::openvpn::management;
-use support::pair::{self, CLIENT_DEV, CONTROLLER_OVERLAY, Pair, READY, START_TIMEOUT};
+use meshwork_compiler::emit::openvpn::CLIENT_KEEPALIVE;
+use meshwork_compiler::network::CLIENT_PORT;
+use support::pair::{self, CLIENT_DEV, CLIENT_OVERLAY, CONTROLLER_OVERLAY, Pair, READY, START_TIMEOUT};
 use support::{Lab, kernel_tests_possible, loss, ping, wait_until};
 
 const CONTROLLER: &str = "lossy-ctl";
@@ -61,6 +68,8 @@ fn soak(percent: u8, length: Duration) -> Option<Soak> {
     pair.start_server(&mut lab, CONTROLLER);
     let (_, client_log) = pair.start_client(&mut lab);
     wait_until("the client to connect", START_TIMEOUT, || pair::log_has(&client_log, READY).then_some(()));
+    let heartbeat = Heartbeat::start(Some(&pair.srv)).expect("heartbeats from the server's namespace");
+    heartbeat.hold(vec![CLIENT_OVERLAY]);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     let connected_since = || -> Option<u64> {
         let clients = rt.block_on(management::status(&pair.socket)).ok()?;
@@ -73,7 +82,7 @@ fn soak(percent: u8, length: Duration) -> Option<Soak> {
     });
 
     let log_before = fs::metadata(&client_log).map(|m| m.len()).unwrap_or(0);
-    loss::add(&pair.cli, CLIENT_DEV, meshwork_compiler::network::CLIENT_PORT, percent);
+    loss::add(&pair.cli, CLIENT_DEV, CLIENT_PORT, percent);
     let started = Instant::now();
     let (mut probes, mut answered) = (0, 0);
     while started.elapsed() < length {
@@ -86,6 +95,7 @@ fn soak(percent: u8, length: Duration) -> Option<Soak> {
     let log = fs::read(&client_log).expect("the client's log");
     let during = String::from_utf8_lossy(log.get(log_before as usize..).unwrap_or_default()).into_owned();
     let restarts = during.lines().filter(|l| RESTARTS.iter().any(|r| l.contains(r))).map(str::to_string).collect();
+    assert!(heartbeat.sent() > 0, "no heartbeat was sent");
     Some(Soak { counts, restarts, probes, answered, since_before, since_after: connected_since() })
 }
 
@@ -127,4 +137,82 @@ fn twenty_percent_loss_is_measured() {
         "the loss rules dropped nothing one way: {:?}",
         s.counts
     );
+}
+
+/// The UDP length of an OpenVPN ping on the data channel as the compiled configs make it
+/// (AES-256-GCM): opcode and peer-id (4), packet id (4), tag (16), the 16-byte ping, plus the
+/// UDP header (8). A heartbeat is 30 bytes longer (IPv4 and ICMP headers, 18-byte payload).
+const PING_UDP_LENGTH: u16 = 8 + 4 + 4 + 16 + 16;
+
+/// Drops, in the client's namespace, every packet from the server of exactly an OpenVPN
+/// ping's length, and counts them.
+fn drop_pings(ns: &str) {
+    let rules = format!(
+        "table inet mwf_pings {{\n\
+         chain input {{ type filter hook input priority 0; policy accept;\n\
+           iifname \"{CLIENT_DEV}\" udp sport {CLIENT_PORT} udp length {PING_UDP_LENGTH} counter drop\n\
+         }}\n\
+         }}\n"
+    );
+    let file = std::env::temp_dir().join(format!("mwf-pings-{}.nft", std::process::id()));
+    fs::write(&file, rules).expect("write the rules");
+    support::run("ip", &["netns", "exec", ns, "nft", "-f", file.to_str().expect("a UTF-8 path")]);
+    let _ = fs::remove_file(&file);
+}
+
+fn pings_dropped(ns: &str) -> u64 {
+    let text = support::output("ip", &["netns", "exec", ns, "nft", "-j", "list", "table", "inet", "mwf_pings"]);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("nft -j");
+    v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.get("rule"))
+        .flat_map(|r| r["expr"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["counter"]["packets"].as_u64())
+        .sum()
+}
+
+/// Lines of `log` after byte `from` that say the client restarted on a ping timeout.
+fn timeouts_since(log: &std::path::Path, from: u64) -> usize {
+    let text = fs::read(log).expect("the client's log");
+    String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default()).matches("Inactivity timeout").count()
+}
+
+#[test]
+fn heartbeats_keep_a_client_up_when_openvpn_pings_are_lost() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let mut lab = Lab::new("mwf-beat");
+    let pair = Pair::new(&mut lab, "mwf-beat", CONTROLLER, CLIENT);
+    pair.start_server(&mut lab, CONTROLLER);
+    let (_, client_log) = pair.start_client(&mut lab);
+    wait_until("the client to connect", START_TIMEOUT, || pair::log_has(&client_log, READY).then_some(()));
+    let restart = Duration::from_secs(u64::from(CLIENT_KEEPALIVE.1));
+
+    // Without heartbeats, an idle client hears only OpenVPN's pings: drop them and it restarts.
+    let before = fs::metadata(&client_log).map(|m| m.len()).unwrap_or(0);
+    drop_pings(&pair.cli);
+    wait_until("the client to time out without pings", restart * 4, || {
+        (timeouts_since(&client_log, before) > 0).then_some(())
+    });
+    assert!(pings_dropped(&pair.cli) > 0, "no ping was dropped, yet the client timed out");
+
+    // With heartbeats (and the pings still dropped), it connects again and stays.
+    let heartbeat = Heartbeat::start(Some(&pair.srv)).expect("heartbeats from the server's namespace");
+    heartbeat.hold(vec![CLIENT_OVERLAY]);
+    // A restart under way (the client reconnects within a second) settles first.
+    std::thread::sleep(restart + Duration::from_secs(1));
+    wait_until("the client to be connected", START_TIMEOUT, || {
+        (ping(&pair.cli, CONTROLLER_OVERLAY, 1, Duration::from_secs(1)) == 1).then_some(())
+    });
+    let watched = fs::metadata(&client_log).map(|m| m.len()).unwrap_or(0);
+    let sent_before = heartbeat.sent();
+    std::thread::sleep(restart * 3);
+    let sent = heartbeat.sent() - sent_before;
+    eprintln!("{sent} heartbeats in {:?}; OpenVPN pings dropped so far: {}", restart * 3, pings_dropped(&pair.cli));
+    assert!(sent >= 3 * restart.as_millis() as u64 / 250 / 2, "only {sent} heartbeats sent");
+    assert_eq!(timeouts_since(&client_log, watched), 0, "the client timed out although heartbeats came");
+    assert!(ping(&pair.cli, CONTROLLER_OVERLAY, 1, Duration::from_secs(1)) == 1, "the tunnel carries traffic");
 }

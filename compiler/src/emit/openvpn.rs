@@ -36,15 +36,22 @@ pub const TLS_VERSION_MIN: &str = "1.2";
 /// Client keepalive (ping interval, restart timeout), pushed to clients and written into every
 /// clientpack (which keeps its own over the push, so both must say the same).
 ///
-/// The controller pings an idle client every second, and the client restarts (and so fails over)
-/// when nothing came for the timeout. OpenVPN's timers count whole seconds, so that is 3 or 4
-/// pings lost in a row, depending on how the two ends' seconds fall, and a dead controller is
-/// noticed 3 to 5 s after its last packet. On a link that drops 5% of packets at random, an idle
-/// client loses 3 pings in a row about once in 2 hours (0.05^3 a second); at 20%, every 2 to 10
-/// minutes. A timeout of 3 would notice a second sooner, but then 2 pings in a row are enough
-/// for half the clients: every 7 minutes or so at 5% loss, which is flapping. The server drops a
-/// silent client after twice the timeout (OpenVPN's `keepalive` rule).
-pub const CLIENT_KEEPALIVE: (u32, u32) = (1, 4);
+/// A client restarts (and so fails over) when nothing came from its controller for the timeout.
+/// What comes, besides traffic: the controller's agent sends every client it holds a heartbeat
+/// every [`CLIENT_HEARTBEAT_MS`] through the tunnel, and OpenVPN pings an idle client every
+/// second. OpenVPN counts any packet it decrypts, so with the agent up a restart takes 12
+/// heartbeats lost in a row: at 20% random loss, about once in 3 million windows (0.2^12), at 5%
+/// never in practice. A dead controller is noticed 2.75 to 3 s after it died.
+///
+/// With that controller's agent down only the pings remain: 2 or 3 lost in a row (by how the
+/// ends' whole seconds fall) restart the client, about every 7 minutes at 5% loss. The timeout
+/// is not lower for that reason: at 2, one lost ping would do. The server drops a silent client
+/// after twice the timeout (OpenVPN's `keepalive` rule).
+pub const CLIENT_KEEPALIVE: (u32, u32) = (1, 3);
+/// How often a controller's agent sends each client it holds a heartbeat (milliseconds): an
+/// ICMP echo reply through the tunnel, which the client's OpenVPN counts as a sign of life and
+/// its kernel drops without an answer. See [`CLIENT_KEEPALIVE`].
+pub const CLIENT_HEARTBEAT_MS: u64 = 250;
 /// Peer keepalive: a peer notices a lost tunnel within ~5 s.
 pub const PEER_KEEPALIVE: (u32, u32) = (2, 6);
 
@@ -209,7 +216,10 @@ fn client_server(net: &Network, c: &ControllerNet, engine: Option<&EngineNet>, p
     s.push_str("topology subnet\n");
     let _ = writeln!(s, "ifconfig {overlay_ip} {}", c.overlay.netmask());
     s.push_str("push \"topology subnet\"\n");
-    let _ = writeln!(s, "push \"route-gateway {overlay_ip}\"");
+    // The topology's one gateway, not this unit's address: see `Network::client_gateway`.
+    let gateway = net.client_gateway().unwrap_or(overlay_ip);
+    s.push_str("# One gateway for the whole topology: a client that fails over pulls the same options.\n");
+    let _ = writeln!(s, "push \"route-gateway {gateway}\"");
     s.push_str(pushes);
     s.push_str(
         "\n# Only clients with a file in ccd/ are admitted; each file pins the client's overlay address.\n\
@@ -394,7 +404,7 @@ client "roam" ip="100.127.255.200" redirect-gateway=#true
             "tls-crypt keys/tls-crypt.key",
             "data-ciphers AES-256-GCM:CHACHA20-POLY1305",
             "tls-version-min 1.2",
-            "keepalive 1 4",
+            "keepalive 1 3",
             "persist-key",
             "persist-tun",
             "management run/server.sock unix",
@@ -418,7 +428,9 @@ client "roam" ip="100.127.255.200" redirect-gateway=#true
             assert_eq!(e.plugin_ip, Ipv4Addr::new(198, 51, 100, 1 + k as u8));
             assert!(has(s, &format!("local 198.51.100.{}", 1 + k)), "{s}");
             assert!(has(s, &format!("ifconfig {} 255.255.255.192", e.overlay_ip)));
-            assert!(has(s, &format!("push \"route-gateway {}\"", e.overlay_ip)));
+            // The topology's one gateway (controller a's), not the engine's own address.
+            let gateway = n.controller("a").unwrap().overlay_ip;
+            assert!(has(s, &format!("push \"route-gateway {gateway}\"")), "{s}");
             assert!(has(s, &format!("cert keys/b-e{k}.crt")));
             assert!(has(s, &format!("key keys/b-e{k}.key")));
             assert!(has(s, &format!("management run/engine-{k}.sock unix")));

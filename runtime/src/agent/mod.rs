@@ -17,8 +17,10 @@
 
 pub mod api;
 pub mod clients;
+pub mod heartbeat;
 pub mod mesh;
 pub mod node;
+mod pacer;
 pub mod routes;
 pub mod status;
 pub mod wake;
@@ -151,6 +153,10 @@ pub struct Agent {
     /// Set when a client arrived (or an interface was attached again); one wake-up however
     /// many arrived since the last time clients were followed.
     arrivals: Arc<Notify>,
+    /// When `status.json` is written after news from peers.
+    status_file: pacer::Pacer,
+    /// On a controller: the heartbeats to the clients it holds.
+    heartbeat: Option<heartbeat::Heartbeat>,
 }
 
 /// Modification time and size of a file.
@@ -270,6 +276,8 @@ impl Agent {
             ipsec: node::Tracker::default(),
             clients,
             arrivals,
+            status_file: pacer::Pacer::default(),
+            heartbeat: None,
         })
     }
 
@@ -360,9 +368,19 @@ impl Agent {
         let mut wakers = Wakers::new(tx.clone());
         let arrivals = self.arrivals.clone();
         eprintln!("meshwork agent: {} of topology {}", self.cfg.host, self.loaded.desired.topology);
+        if matches!(self.loaded.role, Role::Controller { .. }) {
+            self.heartbeat = heartbeat::Heartbeat::start(None)
+                .inspect_err(|e| {
+                    eprintln!("meshwork agent: no heartbeats to clients ({e}); they fall back to OpenVPN's 1 s pings")
+                })
+                .ok();
+        }
         self.pass(&nl, &Trigger::Start, None).await;
         self.follow(&mut wakers).await;
         loop {
+            // A status write owed after news from peers (see `pacer`); far away when none is.
+            let owed = self.status_file.due();
+            let owed_at = tokio::time::Instant::from_std(owed.unwrap_or_else(|| Instant::now() + TICK));
             let mut trigger = tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
@@ -371,6 +389,10 @@ impl Agent {
                 _ = resync.tick() => Trigger::Resync,
                 _ = arrivals.notified() => Trigger::Arrival,
                 Some(t) = rx.recv() => t,
+                _ = tokio::time::sleep_until(owed_at), if owed.is_some() => {
+                    self.write_status();
+                    continue;
+                }
             };
             if matches!(trigger, Trigger::Arrival) {
                 // A client arrived here: learn, tell peers and route at once, without a pass.
@@ -388,8 +410,10 @@ impl Agent {
                         others.push(t);
                     }
                 }
-                if let Err(e) = self.follow_peers(&nl).await {
-                    eprintln!("meshwork agent: routes: {e}");
+                match self.follow_peers(&nl).await {
+                    Ok(true) if self.status_file.changed(Instant::now()) => self.write_status(),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("meshwork agent: routes: {e}"),
                 }
                 trigger = match others.iter().position(|t| !matches!(t, Trigger::Event(_))) {
                     Some(full) => others.swap_remove(full),
@@ -630,25 +654,29 @@ impl Agent {
                 .collect(),
         };
         self.feed.publish(announcement);
-        self.route(nl, located).await
+        self.route(nl, located).await.map(|_| ())
     }
 
-    /// Routes again after a peer's change, with the local clients as last learned.
-    async fn follow_peers(&mut self, nl: &Netlink) -> std::io::Result<()> {
+    /// Routes again after a peer's change, with the local clients as last learned. True when
+    /// where clients sit or what is routed changed.
+    async fn follow_peers(&mut self, nl: &Netlink) -> std::io::Result<bool> {
         let located = self.status.lock().unwrap_or_else(|e| e.into_inner()).clients.clone();
         self.route(nl, located).await
     }
 
     /// Weighs what peers said and makes the agent's routes match, with `located` the clients
-    /// this controller holds.
-    async fn route(&mut self, nl: &Netlink, located: BTreeMap<String, status::Location>) -> std::io::Result<()> {
+    /// this controller holds. True when where clients sit or what is routed changed.
+    async fn route(&mut self, nl: &Netlink, located: BTreeMap<String, status::Location>) -> std::io::Result<bool> {
         let loaded = &self.loaded;
-        let Role::Controller { table, targets } = &loaded.role else { return Ok(()) };
+        let Role::Controller { table, targets } = &loaded.role else { return Ok(false) };
         let (table, targets) = (table.clone(), targets.clone());
         let heard = self.hearing.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (peers, believed) =
             mesh::assess(&targets.peers, &heard, &loaded.desired.checksum, &loaded.ca, Instant::now());
         self.note_disagreements(&peers);
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.hold(located.values().filter_map(|l| l.address).collect());
+        }
         let tunnels = routes::tunnels_up(nl).await?;
         let wanted = routes::wanted(&table, &located, &believed, &tunnels);
         let (added, removed) = routes::sync(nl, &wanted).await?;
@@ -660,13 +688,15 @@ impl Agent {
             .flat_map(|(peer, a)| a.clients.keys().map(move |c| (c.clone(), peer.clone())))
             .filter(|(c, _)| !located.contains_key(c))
             .collect();
+        let mut changed = added + removed > 0;
         self.with_status(|s| {
+            changed |= s.clients != located || s.remote_clients != remote;
             s.clients = located;
             s.remote_clients = remote;
             s.peers = peers;
             s.agent_routes = wanted.len();
         });
-        Ok(())
+        Ok(changed)
     }
 
     /// Logs a peer that starts or stops disagreeing on the checksum or the CA.
@@ -687,7 +717,8 @@ impl Agent {
     }
 
     /// `status.json` next to the controller's state, for local tools (`meshwork lab status`).
-    fn write_status(&self) {
+    fn write_status(&mut self) {
+        self.status_file.written(Instant::now());
         let json = self.status.lock().unwrap_or_else(|e| e.into_inner()).json();
         let path = self.layout.status_file();
         let tmp = path.with_extension("json.tmp");

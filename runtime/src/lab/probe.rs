@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::netns;
+use crate::{icmp, netns};
 
 /// The transport of a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -511,20 +511,12 @@ fn nonce() -> io::Result<[u8; 16]> {
 // ---------------------------------------------------------------------------------------------
 // ICMP packets
 
-const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_DEST_UNREACH: u8 = 3;
-const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMP_TIME_EXCEEDED: u8 = 11;
 const ICMP_PARAMETER_PROBLEM: u8 = 12;
 
 fn echo_request(ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut packet = vec![ICMP_ECHO_REQUEST, 0, 0, 0];
-    packet.extend_from_slice(&ident.to_be_bytes());
-    packet.extend_from_slice(&seq.to_be_bytes());
-    packet.extend_from_slice(payload);
-    let sum = checksum(&packet);
-    packet[2..4].copy_from_slice(&sum.to_be_bytes());
-    packet
+    icmp::echo(icmp::ECHO_REQUEST, ident, seq, payload)
 }
 
 /// The verdict on an IPv4 packet a raw ICMP socket received, for the probe that sent echo
@@ -537,7 +529,7 @@ fn icmp_verdict(packet: &[u8], destination: Ipv4Addr, ident: u16, last_seq: u16,
         id == ident.to_be_bytes() && (1..=last_seq).contains(&seq)
     };
     match *icmp.first()? {
-        ICMP_ECHO_REPLY if icmp.len() >= 8 => {
+        icmp::ECHO_REPLY if icmp.len() >= 8 => {
             (from == destination && ours(&icmp[4..6], &icmp[6..8]) && &icmp[8..] == payload).then_some(Outcome::Reached)
         }
         ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM => {
@@ -547,7 +539,7 @@ fn icmp_verdict(packet: &[u8], destination: Ipv4Addr, ident: u16, last_seq: u16,
             let inner_destination = Ipv4Addr::from(<[u8; 4]>::try_from(icmp.get(8 + 16..8 + 20)?).ok()?);
             let request = quoted.get(..8)?;
             (inner_destination == destination
-                && request[0] == ICMP_ECHO_REQUEST
+                && request[0] == icmp::ECHO_REQUEST
                 && ours(&request[4..6], &request[6..8]))
             .then_some(Outcome::Dropped)
         }
@@ -564,16 +556,6 @@ fn ipv4_payload(packet: &[u8], protocol: u8) -> Option<(Ipv4Addr, &[u8])> {
     }
     let source = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
     Some((source, &packet[header..]))
-}
-
-/// The Internet checksum (RFC 1071).
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 =
-        data.chunks(2).map(|pair| u32::from(u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -769,13 +751,6 @@ mod tests {
         assert_eq!(serde_json::to_string(&Outcome::Dropped).unwrap(), "\"dropped\"");
     }
 
-    #[test]
-    fn echo_request_checksum_verifies() {
-        let packet = echo_request(0x1234, 2, b"nonce");
-        assert_eq!(checksum(&packet), 0);
-        assert_eq!(&packet[4..8], &[0x12, 0x34, 0, 2]);
-    }
-
     fn ip(source: Ipv4Addr, destination: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
         let mut packet = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0];
         packet.extend_from_slice(&source.octets());
@@ -790,7 +765,7 @@ mod tests {
         let dst = Ipv4Addr::new(10, 0, 0, 2);
         let router = Ipv4Addr::new(10, 0, 0, 254);
         let mut reply = echo_request(7, 1, b"abc");
-        reply[0] = ICMP_ECHO_REPLY;
+        reply[0] = icmp::ECHO_REPLY;
         assert_eq!(icmp_verdict(&ip(dst, me, &reply), dst, 7, 1, b"abc"), Some(Outcome::Reached));
         // Another probe's identifier, payload, sequence number or destination: not ours.
         assert_eq!(icmp_verdict(&ip(dst, me, &reply), dst, 8, 1, b"abc"), None);
