@@ -44,9 +44,9 @@ pub const TLS_VERSION_MIN: &str = "1.2";
 /// never in practice. A dead controller is noticed 2.75 to 3 s after it died.
 ///
 /// With that controller's agent down only the pings remain: 2 or 3 lost in a row (by how the
-/// ends' whole seconds fall) restart the client, every 7 to 13 minutes at 5% loss (0.05^2 a second). The timeout
-/// is not lower for that reason: at 2, one lost ping would do. The server drops a silent client
-/// after twice the timeout (OpenVPN's `keepalive` rule).
+/// ends' whole seconds fall) restart the client, every 7 to 13 minutes at 5% loss (0.05^2 a
+/// second). The timeout is not lower for that reason: at 2, one lost ping would do. The server
+/// drops a silent client after twice the timeout (OpenVPN's `keepalive` rule).
 pub const CLIENT_KEEPALIVE: (u32, u32) = (1, 3);
 /// How often a controller's agent sends each client it holds a heartbeat (milliseconds): an
 /// ICMP echo reply through the tunnel, which the client's OpenVPN counts as a sign of life and
