@@ -19,8 +19,9 @@ pub fn echo(kind: u8, ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
 
 /// The Internet checksum (RFC 1071).
 pub fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 =
-        data.chunks(2).map(|pair| u32::from(u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]))).sum();
+    // u64: no overflow for any slice a machine can hold.
+    let mut sum: u64 =
+        data.chunks(2).map(|pair| u64::from(u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }

@@ -72,6 +72,13 @@ fn sits_on(st: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// What `controller`'s agent says it sent to its clients (its `status.json`).
+fn heartbeats_sent(state: &Path, controller: &str) -> u64 {
+    let path = state.join("lab/state/controllers").join(controller).join("status.json");
+    let text = fs::read_to_string(path).unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["heartbeats_sent"].as_u64()).unwrap_or(0)
+}
+
 fn nothing_left(state: &Path, controllers: &[&str]) {
     let namespaces = output("ip", &["netns", "list"]);
     for line in namespaces.lines() {
@@ -176,6 +183,12 @@ fn run_example(state: &Path, file: &str, controllers: &[&str], expects: usize, k
     }
     assert_eq!(expects_hold(state, expects), 0);
     clients_reach_each_other(&st);
+    // Every controller that holds a client sends it heartbeats (the agent's own count).
+    for (_, controller) in sits_on(&st) {
+        wait_until(&format!("{controller}'s agent to send heartbeats"), Duration::from_secs(5), || {
+            (heartbeats_sent(state, &controller) > 0).then_some(())
+        });
+    }
 
     let seconds = drill(state, kill);
     assert!(seconds < 60.0);

@@ -675,7 +675,7 @@ impl Agent {
             mesh::assess(&targets.peers, &heard, &loaded.desired.checksum, &loaded.ca, Instant::now());
         self.note_disagreements(&peers);
         if let Some(heartbeat) = &self.heartbeat {
-            heartbeat.hold(located.values().filter_map(|l| l.address).collect());
+            heartbeat.hold(routes::held_here(&located, &believed));
         }
         let tunnels = routes::tunnels_up(nl).await?;
         let wanted = routes::wanted(&table, &located, &believed, &tunnels);
@@ -719,6 +719,10 @@ impl Agent {
     /// `status.json` next to the controller's state, for local tools (`meshwork lab status`).
     fn write_status(&mut self) {
         self.status_file.written(Instant::now());
+        if let Some(heartbeat) = &self.heartbeat {
+            let sent = heartbeat.sent();
+            self.with_status(|s| s.heartbeats_sent = sent);
+        }
         let json = self.status.lock().unwrap_or_else(|e| e.into_inner()).json();
         let path = self.layout.status_file();
         let tmp = path.with_extension("json.tmp");

@@ -94,21 +94,7 @@ pub fn wanted(
         }
     }
 
-    // Every claim on every client, newest first; on a tie this controller's own claim wins,
-    // then peers in name order (the map's order), so every pass decides the same way.
-    let mut claims: BTreeMap<&str, (u64, Ipv4Addr, Holder)> = BTreeMap::new();
-    for (name, loc) in local {
-        let Some(address) = loc.address else { continue };
-        claims.insert(name, (loc.since.unwrap_or(0), address, Holder::Here(&loc.unit)));
-    }
-    for (peer, a) in believed {
-        for (name, held) in &a.clients {
-            let newer = claims.get(name.as_str()).is_none_or(|(since, _, _)| held.since > *since);
-            if newer {
-                claims.insert(name, (held.since, held.address, Holder::Peer(peer)));
-            }
-        }
-    }
+    let claims = claims(local, believed);
     let engines: BTreeMap<u32, Ipv4Addr> =
         table.local.plugin.iter().flat_map(|p| p.engines.iter().map(|e| (e.index, e.plugin_ip))).collect();
     for (address, holder) in claims.values().map(|(_, a, h)| (*a, h)) {
@@ -126,6 +112,39 @@ pub fn wanted(
         out.insert(route.dst, route);
     }
     out
+}
+
+/// The winning claim on every client, by name: (connected since, address, holder). The newest
+/// claim wins; on a tie this controller's own claim wins, then peers in name order (the map's
+/// order), so every pass decides the same way.
+fn claims<'a>(
+    local: &'a BTreeMap<String, Location>,
+    believed: &'a BTreeMap<String, Announcement>,
+) -> BTreeMap<&'a str, (u64, Ipv4Addr, Holder<'a>)> {
+    let mut claims: BTreeMap<&str, (u64, Ipv4Addr, Holder)> = BTreeMap::new();
+    for (name, loc) in local {
+        let Some(address) = loc.address else { continue };
+        claims.insert(name, (loc.since.unwrap_or(0), address, Holder::Here(&loc.unit)));
+    }
+    for (peer, a) in believed {
+        for (name, held) in &a.clients {
+            let newer = claims.get(name.as_str()).is_none_or(|(since, _, _)| held.since > *since);
+            if newer {
+                claims.insert(name, (held.since, held.address, Holder::Peer(peer)));
+            }
+        }
+    }
+    claims
+}
+
+/// The addresses of the clients this controller holds by the winning claim: not one that has
+/// moved to a peer while the unit here still lists its old connection.
+pub fn held_here(local: &BTreeMap<String, Location>, believed: &BTreeMap<String, Announcement>) -> Vec<Ipv4Addr> {
+    claims(local, believed)
+        .into_values()
+        .filter(|(_, _, holder)| matches!(holder, Holder::Here(_)))
+        .map(|(_, address, _)| address)
+        .collect()
 }
 
 /// The peer tunnel devices that exist and are up.
@@ -227,6 +246,21 @@ client "z"
                 "100.127.0.252/32 via 169.254.2.1 dev mw-p2 src 100.127.0.253 table 254 proto 78",
             ]
         );
+    }
+
+    #[test]
+    fn heartbeats_go_to_the_clients_held_here_by_the_winning_claim() {
+        let local = BTreeMap::from([
+            ("x".to_string(), here("engine-1", "100.127.0.1", 100)),
+            ("y".to_string(), here("server", "100.127.0.2", 100)),
+            // z reconnected to c later; the server here still lists its old connection.
+            ("z".to_string(), here("server", "100.127.0.3", 100)),
+        ]);
+        let believed = BTreeMap::from([
+            ("b".to_string(), announced("b", &[], &[("y", "100.127.0.2", 50)])),
+            ("c".to_string(), announced("c", &[], &[("z", "100.127.0.3", 200)])),
+        ]);
+        assert_eq!(held_here(&local, &believed), [ip("100.127.0.1"), ip("100.127.0.2")]);
     }
 
     #[test]

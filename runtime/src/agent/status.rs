@@ -54,6 +54,8 @@ pub struct Status {
     pub peers: BTreeMap<String, super::mesh::PeerStatus>,
     /// Routes the agent keeps (protocol 78): clients', peers' LANs and overlay addresses.
     pub agent_routes: usize,
+    /// Heartbeats sent to the clients this controller holds, since the agent started.
+    pub heartbeats_sent: u64,
     /// Subsystems in backoff after an error: name -> (error, seconds until the next try).
     pub backoff: BTreeMap<String, String>,
 }
@@ -145,6 +147,9 @@ impl Status {
         let _ = writeln!(out, "# HELP meshwork_agent_routes Routes the agent keeps (protocol 78).");
         let _ = writeln!(out, "# TYPE meshwork_agent_routes gauge");
         let _ = writeln!(out, "meshwork_agent_routes {}", self.agent_routes);
+        let _ = writeln!(out, "# HELP meshwork_heartbeats_sent_total Heartbeats sent to held clients.");
+        let _ = writeln!(out, "# TYPE meshwork_heartbeats_sent_total counter");
+        let _ = writeln!(out, "meshwork_heartbeats_sent_total {}", self.heartbeats_sent);
         out
     }
 }
