@@ -1,7 +1,9 @@
 //! When `status.json` is written. After every pass, as always; and after a peer's news (routes
 //! that changed without a pass) at most once per [`SPACING`], so local tools (`meshwork lab
 //! status`, the failover wait) see a client's move within a fraction of a second, while a
-//! burst of moves does not rewrite the file hundreds of times a second.
+//! burst of moves does not rewrite the file hundreds of times a second. News that changes only
+//! how peers are heard (a beat, a peer going silent) is left to the next pass, at most a second
+//! away, as before.
 
 use std::time::{Duration, Instant};
 
