@@ -48,6 +48,29 @@ pub struct ClientStatus {
     pub routed_by: Vec<String>,
 }
 
+/// What keeps a lab from being whole: controllers not up or not hearing a peer, clients not
+/// connected or not routed by every live controller. Empty when whole.
+pub fn not_whole(s: &Status) -> Vec<String> {
+    let live: Vec<&str> = s.controllers.iter().filter(|c| c.state != "killed").map(|c| c.name.as_str()).collect();
+    let mut missing = Vec::new();
+    for c in s.controllers.iter().filter(|c| c.state != "killed") {
+        if c.state != "up" {
+            missing.push(format!("controller {} ({})", c.name, c.state));
+        }
+        for (peer, word) in c.peers.iter().filter(|(p, w)| w != "ok" && live.contains(&p.as_str())) {
+            missing.push(format!("{} -> {peer} {word}", c.name));
+        }
+    }
+    for c in &s.clients {
+        if c.sits_on.is_none() {
+            missing.push(format!("{} (not connected)", c.name));
+        } else if c.routed_by.len() < live.len() {
+            missing.push(format!("{} (routed by {}/{})", c.name, c.routed_by.len(), live.len()));
+        }
+    }
+    missing
+}
+
 pub fn status(lab: &Lab, record: &Record, net: &Network) -> Status {
     let located = locations(lab, record);
     let mut controllers = Vec::new();

@@ -15,14 +15,15 @@ use meshwork_compiler::model::Expect;
 use meshwork_compiler::network::Network;
 
 use super::layout::{self, LabHost};
-use super::{Lab, Record, locations, routed_everywhere, world};
+use super::{Lab, Record, locations, report, routed_everywhere, world};
 use crate::agent;
 use crate::clientpack::{self, PackOptions};
 use crate::daemon::{self, Unit};
 use crate::host::layout::Layout;
 use crate::plural;
 
-/// How long `lab up` waits for every client to connect and be routed everywhere.
+/// How long `lab up` (and `lab sync`) wait for the lab to be whole: every client connected and
+/// routed everywhere, every controller hearing its peers.
 pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Reports progress: one line per step, for people watching.
@@ -126,7 +127,7 @@ fn bring_up(lab: &Lab, record: &Record, net: &Network, progress: Progress) -> Re
         start_client(lab, net, c)?;
     }
     step(progress, "waiting until every client is connected and every controller routes to it");
-    converge(lab, record, progress)?;
+    converge(lab, record, net, progress)?;
     if !record.nodes.is_empty() {
         super::noderun::up(lab, record, net, progress)?;
     }
@@ -292,7 +293,7 @@ pub fn sync(
     }
     record.layout.outside = wanted.outside;
     lab.save(&record)?;
-    converge(lab, &record, progress)?;
+    converge(lab, &record, net, progress)?;
     Ok((added.into_iter().map(|c| c.name).collect(), removed.into_iter().map(|c| c.name).collect()))
 }
 
@@ -312,11 +313,12 @@ fn admitted_everywhere(lab: &Lab, record: &Record, client: &str) -> Result<(), S
     Ok(())
 }
 
-/// Waits until every client sits somewhere and every live controller routes to it.
-fn converge(lab: &Lab, record: &Record, progress: Progress) -> Result<(), String> {
+/// Waits until the lab is whole: every client sits somewhere and every live controller routes
+/// to it and hears every live peer.
+fn converge(lab: &Lab, record: &Record, net: &Network, progress: Progress) -> Result<(), String> {
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     let total = record.layout.clients.len();
-    let mut shown = usize::MAX;
+    let mut shown = String::new();
     loop {
         let located = locations(lab, record);
         let routed = record
@@ -325,24 +327,22 @@ fn converge(lab: &Lab, record: &Record, progress: Progress) -> Result<(), String
             .iter()
             .filter(|c| located.contains_key(&c.name) && routed_everywhere(lab, record, &c.name))
             .count();
-        if routed != shown {
-            progress(&format!(
-                "         {}/{total} clients connected, {routed}/{total} routed by every controller",
-                located.len()
-            ));
-            shown = routed;
+        // Whole, as `restore --wait` means it: every controller also hears every peer (a
+        // controller that holds no client is routed by nobody, yet its peers must hear it).
+        let missing = report::not_whole(&report::status(lab, record, net));
+        let line = if routed < total || missing.is_empty() {
+            format!("         {}/{total} clients connected, {routed}/{total} routed by every controller", located.len())
+        } else {
+            format!("         every client routed; waiting for {}", missing.join(", "))
+        };
+        if line != shown {
+            progress(&line);
+            shown = line;
         }
-        if routed == total {
+        if missing.is_empty() {
             return Ok(());
         }
         if Instant::now() > deadline {
-            let missing: Vec<&str> = record
-                .layout
-                .clients
-                .iter()
-                .filter(|c| !located.contains_key(&c.name) || !routed_everywhere(lab, record, &c.name))
-                .map(|c| c.name.as_str())
-                .collect();
             return Err(format!(
                 "not converged after {} s: {} (see {} and {})",
                 CONVERGE_TIMEOUT.as_secs(),

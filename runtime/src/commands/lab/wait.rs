@@ -94,36 +94,13 @@ fn answers_everywhere(record: &Record, net: &Network, client: &str) -> bool {
     })
 }
 
-/// What keeps a lab from being whole: controllers not up or not hearing a peer, clients not
-/// connected or not routed by every live controller. Empty when whole.
-fn not_whole(s: &report::Status) -> Vec<String> {
-    let live: Vec<&str> = s.controllers.iter().filter(|c| c.state != "killed").map(|c| c.name.as_str()).collect();
-    let mut missing = Vec::new();
-    for c in s.controllers.iter().filter(|c| c.state != "killed") {
-        if c.state != "up" {
-            missing.push(format!("controller {} ({})", c.name, c.state));
-        }
-        for (peer, word) in c.peers.iter().filter(|(p, w)| w != "ok" && live.contains(&p.as_str())) {
-            missing.push(format!("{} -> {peer} {word}", c.name));
-        }
-    }
-    for c in &s.clients {
-        if c.sits_on.is_none() {
-            missing.push(format!("{} (not connected)", c.name));
-        } else if c.routed_by.len() < live.len() {
-            missing.push(format!("{} (routed by {}/{})", c.name, c.routed_by.len(), live.len()));
-        }
-    }
-    missing
-}
-
 /// Waits until a restored controller's lab is whole again: every live controller up and
 /// hearing its live peers, every client connected and routed by every live controller.
 pub fn restored_controller(lab: &Lab, net: &Network, since: Instant) -> Result<(), String> {
     let mut ticker = Ticker::new(since);
     loop {
         let record = lab.load()?;
-        let missing = not_whole(&report::status(lab, &record, net));
+        let missing = report::not_whole(&report::status(lab, &record, net));
         if missing.is_empty() {
             ticker.show("every controller hears its peers; every client is connected and routed");
             return Ok(());
