@@ -451,7 +451,19 @@ impl Agent {
     }
 
     fn reload(&mut self) {
-        match load(&self.cfg) {
+        // The stamp before the read: see `take_reload`.
+        let seen = stamp(&self.cfg);
+        let result = load(&self.cfg);
+        self.take_reload(seen, result);
+    }
+
+    /// Takes what a reload read. A refused file is remembered by the stamp it had *before* it
+    /// was read (`seen`): an editor that writes in place truncates first, so the agent may
+    /// read an empty or half-written file; the stamp of the finished file differs from `seen`,
+    /// so the next check reads it again. (A stamp taken after the failed read could already be
+    /// the finished file's, which would then never be read.)
+    fn take_reload(&mut self, seen: Stamp, result: Result<Loaded, String>) {
+        match result {
             Ok(loaded) => {
                 eprintln!("meshwork agent: topology reloaded (checksum {})", loaded.desired.checksum);
                 self.with_status(|s| {
@@ -464,7 +476,7 @@ impl Agent {
             }
             Err(e) => {
                 eprintln!("meshwork agent: {e}");
-                self.loaded.stamp = stamp(&self.cfg);
+                self.loaded.stamp = seen;
                 self.with_status(|s| s.topology_error = Some(e));
             }
         }
@@ -736,6 +748,48 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a file read while an editor was still writing it (truncated, then written)
+    /// was refused, and the agent remembered the finished file's stamp, so it never read the
+    /// finished file (a node agent in the gate kept its old topology after an edit).
+    #[test]
+    fn a_file_finished_after_a_refused_read_is_read_again() {
+        let dir = std::env::temp_dir().join(format!("meshwork-agent-halfwritten-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/two-pdc.kdl")).unwrap();
+        let file = dir.join("two-pdc.kdl");
+        std::fs::write(&file, &example).unwrap();
+        let cfg = AgentConfig {
+            file: file.clone(),
+            host: HostId::node("cn-2"),
+            state_dir: dir.join("state"),
+            resync: Duration::from_secs(30),
+            listen: None,
+            read_token: None,
+            join_token: None,
+            mesh_exchange: mesh::exchange::Exchange::Stream,
+        };
+        let analysis =
+            meshwork_compiler::analyze(meshwork_compiler::source::SourceFile::new("two-pdc.kdl", example.as_str()));
+        let net = analysis.network.expect("the example is valid");
+        crate::keys::Keyset::init(&cfg.state_dir, &net, time::OffsetDateTime::now_utc()).expect("a keyset");
+        let mut agent = Agent::new(cfg).expect("the example loads");
+        let first = agent.loaded.desired.checksum.clone();
+
+        // The editor has truncated the file when the agent reads it...
+        std::fs::write(&file, "").unwrap();
+        let seen = stamp(&agent.cfg);
+        let result = load(&agent.cfg);
+        assert!(result.is_err(), "an empty file is refused");
+        // ...and has finished writing (an edit: one more comment line) before the agent
+        // takes what it read.
+        std::fs::write(&file, format!("{example}// edited\n")).unwrap();
+        agent.take_reload(seen, result);
+        assert_ne!(agent.loaded.stamp, stamp(&agent.cfg), "the finished file would never be read");
+        assert_eq!(agent.loaded.desired.checksum, first, "the last good topology is kept meanwhile");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// Regression (issue 12, item 1): editing the watched file into a shape that overflowed the
     /// KDL parser's stack or panicked the report renderer killed the agent. `load` (which every
