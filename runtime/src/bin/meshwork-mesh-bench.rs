@@ -42,6 +42,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use meshwork::bench_support::{Agents, capture_in, ip};
+
 struct Options {
     controllers: usize,
     clients: usize,
@@ -165,7 +167,7 @@ fn bench(lab: &mut Lab, o: &Options) {
         });
         lab.wait_converged(o.controllers, clients.len());
         let latency = lab.latencies(o, &clients, &world);
-        lab.stop_agents();
+        lab.agents.stop();
         results.push((mode, rest, burst, latency));
     }
     report(o, &results);
@@ -350,7 +352,7 @@ struct Lab {
     meshwork: PathBuf,
     /// The underlay, then one per controller.
     netns: Vec<String>,
-    agents: Vec<Child>,
+    agents: Agents,
     monitors: Vec<Child>,
     stop: Arc<AtomicBool>,
 }
@@ -366,9 +368,9 @@ impl Lab {
         let mut lab = Lab {
             state: dir.join("state"),
             dir,
+            agents: Agents::new(&meshwork),
             meshwork,
             netns: Vec::new(),
-            agents: Vec::new(),
             monitors: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
         };
@@ -405,22 +407,13 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn capture(&self, ns: &str, argv: &[&str]) -> String {
-        let mut cmd = Command::new(argv[0]);
-        cmd.args(&argv[1..]);
-        meshwork::netns::prepare_command(&mut cmd, ns).unwrap();
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
     /// Every controller has a tunnel to every other, with its address.
     fn wait_tunnels(&self, controllers: usize) {
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let up = (0..controllers)
                 .map(|i| {
-                    let links = self.capture(&self.netns[i + 1], &["ip", "-j", "-4", "addr", "show"]);
+                    let links = capture_in(&self.netns[i + 1], &["ip", "-j", "-4", "addr", "show"]);
                     (1..=controllers).filter(|k| *k != i + 1 && links.contains(&format!("\"mw-p{k}\""))).count()
                 })
                 .sum::<usize>();
@@ -447,35 +440,15 @@ impl Lab {
           }\n";
         let path = self.dir.join("counters.nft");
         fs::write(&path, script).unwrap();
-        self.capture(&self.netns[i + 1], &["nft", "-f", path.to_str().unwrap()]);
+        capture_in(&self.netns[i + 1], &["nft", "-f", path.to_str().unwrap()]);
     }
 
     fn start_agents(&mut self, file: &str, controllers: usize, mode: &str) {
         for i in 0..controllers {
-            let log = fs::File::create(self.dir.join(format!("agent-{}-{mode}.log", name(i)))).unwrap();
-            let child = Command::new(&self.meshwork)
-                .args(["agent", file, "--controller", &name(i), "--netns", &self.netns[i + 1]])
-                .arg("--state-dir")
-                .arg(&self.state)
-                .args(["--mesh-exchange", mode])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            self.agents.push(child);
+            let log = self.dir.join(format!("agent-{}-{mode}.log", name(i)));
+            let extra = ["--mesh-exchange", mode];
+            self.agents.start(Path::new(file), &name(i), &self.netns[i + 1], &self.state, &extra, &log);
         }
-    }
-
-    fn stop_agents(&mut self) {
-        for a in &mut self.agents {
-            // SAFETY: SIGTERM to our own child.
-            unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
-        }
-        for a in &mut self.agents {
-            let _ = a.wait();
-        }
-        self.agents.clear();
     }
 
     /// Every agent hears every peer and routes to every client held elsewhere.
@@ -509,7 +482,7 @@ impl Lab {
         (0..controllers)
             .map(|i| {
                 let ns = &self.netns[i + 1];
-                let listing = self.capture(ns, &["nft", "-j", "list", "counters", "table", "inet", "mws_bench"]);
+                let listing = capture_in(ns, &["nft", "-j", "list", "counters", "table", "inet", "mws_bench"]);
                 let v: serde_json::Value = serde_json::from_str(&listing).unwrap_or_default();
                 let mut s = Sample::default();
                 for item in v["nftables"].as_array().into_iter().flatten() {
@@ -521,7 +494,7 @@ impl Lab {
                         _ => {}
                     }
                 }
-                s.agent_ticks = cpu_ticks(self.agents[i].id());
+                s.agent_ticks = cpu_ticks(self.agents.pid(i));
                 let status = self.state.join(format!("controllers/{}/status.json", name(i)));
                 s.passes = fs::read_to_string(status)
                     .ok()
@@ -613,7 +586,7 @@ impl Lab {
 
     fn cleanup(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        self.stop_agents();
+        self.agents.stop();
         for mut child in self.monitors.drain(..) {
             let _ = child.kill();
             let _ = child.wait();
@@ -660,9 +633,4 @@ fn cpu_ticks(pid: u32) -> u64 {
     // After the name: state is field 3, utime field 14 and stime field 15 (1-based overall).
     let get = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     get(14) + get(15)
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }

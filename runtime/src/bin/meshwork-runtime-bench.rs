@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use meshwork::bench_support::{Agents, capture_in, ip};
+
 const QUICKSTART: &str = include_str!("../../../examples/quickstart.kdl");
 
 struct Options {
@@ -267,10 +269,10 @@ fn repairs(lab: &mut Lab, o: &Options) {
 
     // The nft table: a rule deleted, the table flushed, the table deleted; timed by nft monitor.
     let monitor = NftWatch::start(lab, &ctl);
-    type Breaking = fn(&Lab, &str) -> Vec<String>;
+    type Breaking = fn(&str) -> Vec<String>;
     let nft_cases: [(&str, Breaking); 3] = [
-        ("nft rule deleted", |lab, ctl| {
-            let listing = lab.capture(ctl, &["nft", "-a", "list", "chain", "inet", "meshwork", "firewall"]);
+        ("nft rule deleted", |ctl| {
+            let listing = capture_in(ctl, &["nft", "-a", "list", "chain", "inet", "meshwork", "firewall"]);
             let handle = listing
                 .lines()
                 .find(|l| l.contains("comment \"rule 6\""))
@@ -279,17 +281,17 @@ fn repairs(lab: &mut Lab, o: &Options) {
                 .expect("rule 6");
             ["nft", "delete", "rule", "inet", "meshwork", "firewall", "handle", &handle].map(String::from).to_vec()
         }),
-        ("nft table flushed", |_, _| ["nft", "flush", "table", "inet", "meshwork"].map(String::from).to_vec()),
-        ("nft table deleted", |_, _| ["nft", "delete", "table", "inet", "meshwork"].map(String::from).to_vec()),
+        ("nft table flushed", |_| ["nft", "flush", "table", "inet", "meshwork"].map(String::from).to_vec()),
+        ("nft table deleted", |_| ["nft", "delete", "table", "inet", "meshwork"].map(String::from).to_vec()),
     ];
     for (label, breaking) in nft_cases {
         let mut times = Vec::new();
         for _ in 0..o.repairs {
-            let argv = breaking(lab, &ctl);
+            let argv = breaking(&ctl);
             monitor.drain();
             let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
             let started = Instant::now();
-            lab.capture(&ctl, &argv);
+            capture_in(&ctl, &argv);
             times.push(monitor.until_rule_added(started));
             std::thread::sleep(Duration::from_millis(300));
         }
@@ -330,7 +332,7 @@ fn repairs(lab: &mut Lab, o: &Options) {
     for (label, mut times) in results {
         report(&format!("drift repair: {label} -> back"), &mut times);
     }
-    lab.stop_agents();
+    lab.agents.stop();
     lab.meshwork_in(&s, &[&["destroy", "--auto-approve"][..], &host].concat());
 }
 
@@ -445,7 +447,7 @@ struct Lab {
     netns: Vec<String>,
     engines: Vec<String>,
     children: Vec<Child>,
-    agents: Vec<Child>,
+    agents: Agents,
     ports: usize,
 }
 
@@ -459,12 +461,12 @@ impl Lab {
         assert!(meshwork.exists(), "build the meshwork binary next to this one: {}", meshwork.display());
         let mut lab = Lab {
             dir,
+            agents: Agents::new(&meshwork),
             meshwork,
             underlay: format!("mwb-ul-{pid}"),
             netns: Vec::new(),
             engines: Vec::new(),
             children: Vec::new(),
-            agents: Vec::new(),
             ports: 0,
         };
         let ul = lab.underlay.clone();
@@ -523,24 +525,8 @@ impl Lab {
     }
 
     fn agent_in(&mut self, state: &str, file: &Path, controller: &str, ns: &str) {
-        let child = Command::new(&self.meshwork)
-            .arg("agent")
-            .arg(file)
-            .args(["--controller", controller, "--netns", ns, "--state-dir", state])
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(self.dir.join(format!("agent-{controller}.log"))).unwrap())
-            .spawn()
-            .unwrap();
-        self.agents.push(child);
-    }
-
-    fn stop_agents(&mut self) {
-        for a in &mut self.agents {
-            // SAFETY: SIGTERM to our own child.
-            unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
-            let _ = a.wait();
-        }
-        self.agents.clear();
+        let log = self.dir.join(format!("agent-{controller}.log"));
+        self.agents.start(file, controller, ns, Path::new(state), &[], &log);
     }
 
     fn in_netns(&self, ns: &str, cmd: &mut Command) -> Child {
@@ -548,17 +534,8 @@ impl Lab {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).spawn().unwrap()
     }
 
-    fn capture(&self, ns: &str, argv: &[&str]) -> String {
-        let mut cmd = Command::new(argv[0]);
-        cmd.args(&argv[1..]);
-        meshwork::netns::prepare_command(&mut cmd, ns).unwrap();
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
     fn cleanup(&mut self) {
-        self.stop_agents();
+        self.agents.stop();
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
@@ -586,9 +563,4 @@ impl Lab {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
