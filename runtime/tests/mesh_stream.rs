@@ -43,11 +43,28 @@ client "web-2"
 /// A hang guard only: every wait below ends much sooner unless something is broken.
 const GUARD: Duration = Duration::from_secs(20);
 
-struct Source {
-    feed: Feed,
+/// A peer's API as these tests need it: what `/v1/mesh` answers and what a stream carries
+/// (None: the route is not served, as by an agent without it).
+type MeshAnswer = Box<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
+type StreamAnswer = Box<dyn Fn(Option<&str>) -> Option<BoxStream<'static, Bytes>> + Send + Sync>;
+
+struct Peer {
+    mesh: MeshAnswer,
+    stream: StreamAnswer,
 }
 
-impl ApiSource for Source {
+impl Peer {
+    /// An agent of this version: both answers from its feed.
+    fn of_feed(feed: &Feed) -> Peer {
+        let (current, streamed) = (feed.clone(), feed.clone());
+        Peer {
+            mesh: Box::new(move || current.current().and_then(|a| serde_json::to_value(&*a).ok())),
+            stream: Box::new(move |query| Some(serve::stream(&streamed, query))),
+        }
+    }
+}
+
+impl ApiSource for Peer {
     fn status(&self) -> serde_json::Value {
         serde_json::json!({})
     }
@@ -58,10 +75,10 @@ impl ApiSource for Source {
         Err("not here".into())
     }
     fn mesh(&self) -> Option<serde_json::Value> {
-        self.feed.current().and_then(|a| serde_json::to_value(&*a).ok())
+        (self.mesh)()
     }
     fn mesh_stream(&self, query: Option<&str>) -> Option<BoxStream<'static, Bytes>> {
-        Some(serve::stream(&self.feed, query))
+        (self.stream)(query)
     }
 }
 
@@ -118,7 +135,7 @@ impl Harness {
         let listener = rt.block_on(TcpListener::bind(addr)).unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let source = Arc::new(Source { feed: feed.clone() });
+        let source = Arc::new(Peer::of_feed(&feed));
         let done = rt.spawn(server::serve_with(listener, tls.clone(), config.clone(), source, async move {
             let _ = stopped.await;
         }));
@@ -313,25 +330,15 @@ fn the_exchange_hears_changes_at_once_and_notices_silence_when_the_server_stops(
     assert!(error.is_some(), "the failure to reconnect is shown");
 }
 
-/// Serves a fixed script of bytes as every stream, then stays silent.
-struct Scripted {
-    script: Vec<u8>,
-}
-
-impl ApiSource for Scripted {
-    fn status(&self) -> serde_json::Value {
-        serde_json::json!({})
-    }
-    fn metrics(&self) -> String {
-        String::new()
-    }
-    fn keyset_bundle(&self, _: &[u8]) -> Result<Vec<u8>, String> {
-        Err("not here".into())
-    }
-    fn mesh_stream(&self, _: Option<&str>) -> Option<BoxStream<'static, Bytes>> {
-        use futures_util::StreamExt;
-        let once = futures_util::stream::iter([Bytes::from(self.script.clone())]);
-        Some(once.chain(futures_util::stream::pending()).boxed())
+/// A peer that serves a fixed script of bytes as every stream, then stays silent.
+fn scripted(script: Vec<u8>) -> Peer {
+    use futures_util::StreamExt;
+    Peer {
+        mesh: Box::new(|| None),
+        stream: Box::new(move |_| {
+            let once = futures_util::stream::iter([Bytes::from(script.clone())]);
+            Some(once.chain(futures_util::stream::pending()).boxed())
+        }),
     }
 }
 
@@ -359,7 +366,7 @@ fn a_hostile_peer_stream_is_refused_line_by_line_and_never_believed_half_way() {
         let ip = Ipv4Addr::new(127, 78, (pid >> 8) as u8, (pid as u8 & 0x3f) * 4 + k as u8);
         let listener =
             h.block_on(TcpListener::bind(SocketAddr::from((ip, meshwork_compiler::network::MESH_API_PORT)))).unwrap();
-        let source = Arc::new(Scripted { script: script.clone() });
+        let source = Arc::new(scripted(script.clone()));
         let serving = server::serve_with(listener, h.tls.clone(), h.config.clone(), source, std::future::pending());
         servers.push(h.rt.spawn(serving));
         peers.push((who.to_string(), ip));
@@ -397,23 +404,8 @@ fn a_hostile_peer_stream_is_refused_line_by_line_and_never_believed_half_way() {
 }
 
 /// An agent of the version before streams: `/v1/mesh` only.
-struct OldAgent {
-    announcement: Announcement,
-}
-
-impl ApiSource for OldAgent {
-    fn status(&self) -> serde_json::Value {
-        serde_json::json!({})
-    }
-    fn metrics(&self) -> String {
-        String::new()
-    }
-    fn keyset_bundle(&self, _: &[u8]) -> Result<Vec<u8>, String> {
-        Err("not here".into())
-    }
-    fn mesh(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(&self.announcement).ok()
-    }
+fn old_agent(announcement: Announcement) -> Peer {
+    Peer { mesh: Box::new(move || serde_json::to_value(&announcement).ok()), stream: Box::new(|_| None) }
 }
 
 #[test]
@@ -424,7 +416,7 @@ fn a_peer_without_the_stream_is_polled_instead() {
     let listener =
         h.block_on(TcpListener::bind(SocketAddr::from((ip, meshwork_compiler::network::MESH_API_PORT)))).unwrap();
     let old = announcement(&[("web-1", 1, 10)]);
-    let source = Arc::new(OldAgent { announcement: old.clone() });
+    let source = Arc::new(old_agent(old.clone()));
     let server =
         h.rt.spawn(server::serve_with(listener, h.tls.clone(), h.config.clone(), source, std::future::pending()));
     let hearing: Hearing = Arc::new(Mutex::new(BTreeMap::new()));
