@@ -5,11 +5,16 @@ use std::path::{Path, PathBuf};
 
 use super::{meshwork, meshwork_ok};
 
-/// Runs `meshwork lab down` on drop, so a failing test leaves nothing behind either.
+/// Runs `meshwork lab down` on drop, so a failing test leaves nothing behind either. A failing
+/// test's lab logs (agents, applies, charon, OpenVPN) are kept first, in `lab-logs/` next to the
+/// state directory, since `lab down` removes them with the lab.
 pub struct LabDown(pub PathBuf);
 
 impl Drop for LabDown {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            keep_logs(&self.0.join("lab"), &self.0.with_file_name("lab-logs"));
+        }
         if self.0.join("lab/lab.json").exists() {
             let out = meshwork(&["lab", "down", "--state-dir", self.0.to_str().unwrap()]);
             if !out.status.success() {
@@ -17,6 +22,26 @@ impl Drop for LabDown {
             }
         }
     }
+}
+
+/// Copies every `*.log` under `from` to `to`, named by its path under `from`.
+fn keep_logs(from: &Path, to: &Path) {
+    let mut stack = vec![from.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "log")
+                && let Ok(relative) = path.strip_prefix(from)
+            {
+                let _ = std::fs::create_dir_all(to);
+                let name = relative.to_string_lossy().replace('/', "__");
+                let _ = std::fs::copy(&path, to.join(name));
+            }
+        }
+    }
+    eprintln!("lab logs kept: {}", to.display());
 }
 
 /// `meshwork lab ARGS --state-dir STATE`, which must succeed; its stdout.
