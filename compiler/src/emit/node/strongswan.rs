@@ -38,8 +38,7 @@ pub fn swanctl_conf(vx: &VxlanNet, node: &NodeNet) -> String {
              \x20       remote_addrs = {remote}\n\
              \x20       encap = yes\n\
              \x20       proposals = {ike}\n\
-             \x20       # A dead peer checked for after 5 s without a packet from it.\n\
-             \x20       dpd_delay = 5s\n\
+             \x20       dpd_delay = 10s\n\
              \x20       # Until it succeeds: the peer may come up (or load its configuration) later.\n\
              \x20       keyingtries = 0\n\
              \x20       local {{\n\
@@ -101,12 +100,6 @@ fn conf(node: &NodeNet, datapath: Datapath) -> String {
          \x20   # A re-authentication (after a pre-shared key rotation) builds the new SAs before it\n\
          \x20   # deletes the old ones, so traffic does not stop.\n\
          \x20   make_before_break = yes\n\
-         \x20   # A peer that stops answering (its charon or host died without a DELETE) is given up\n\
-         \x20   # after 4 tries over 14 s (2 s, then x1.4 each), not strongSwan's 6 over 165 s: the\n\
-         \x20   # initiator's DPD then starts the SA again about 20 s after the peer died, not 3 minutes.\n\
-         \x20   retransmit_timeout = 2.0\n\
-         \x20   retransmit_base = 1.4\n\
-         \x20   retransmit_tries = 3\n\
          \x20   plugins {{\n\
          \x20       include /etc/strongswan.d/charon/*.conf\n\
          \x20       vici {{\n\
