@@ -135,8 +135,10 @@ fn beat(socket: &Socket, held: &Mutex<Vec<Ipv4Addr>>, stopped: &mpsc::Receiver<(
                 }
             }
         }
-        // On a fixed beat, not a fixed pause after the sends; a dropped sender ends the wait.
-        next += INTERVAL;
+        // On a fixed beat, not a fixed pause after the sends; after a stall (a suspended
+        // machine) the beat starts again from now rather than sending the missed ones at once.
+        // A dropped sender ends the wait.
+        next = (next + INTERVAL).max(Instant::now());
         match stopped.recv_timeout(next.saturating_duration_since(Instant::now())) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
