@@ -34,7 +34,7 @@ use meshwork::agent::heartbeat::Heartbeat;
 use meshwork::openvpn::management;
 use meshwork_compiler::emit::openvpn::CLIENT_KEEPALIVE;
 use meshwork_compiler::network::CLIENT_PORT;
-use support::pair::{self, CLIENT_DEV, CLIENT_OVERLAY, CONTROLLER_OVERLAY, Pair, READY, START_TIMEOUT};
+use support::pair::{CLIENT_DEV, CLIENT_OVERLAY, CONTROLLER_OVERLAY, Pair, READY, START_TIMEOUT};
 use support::{Lab, kernel_tests_possible, loss, ping, wait_until};
 
 const CONTROLLER: &str = "lossy-ctl";
@@ -67,9 +67,7 @@ fn soak(percent: u8, length: Duration, heartbeats: bool) -> Option<Soak> {
     let prefix = format!("mwf-loss{percent}{}", if heartbeats { "" } else { "n" });
     let mut lab = Lab::new(&prefix);
     let pair = Pair::new(&mut lab, &prefix, CONTROLLER, CLIENT);
-    pair.start_server(&mut lab, CONTROLLER);
-    let (_, client_log) = pair.start_client(&mut lab);
-    wait_until("the client to connect", START_TIMEOUT, || pair::log_has(&client_log, READY).then_some(()));
+    let client_log = pair.start_connected(&mut lab, CONTROLLER);
     let heartbeat = Heartbeat::start(Some(&pair.srv)).expect("heartbeats from the server's namespace");
     if heartbeats {
         heartbeat.hold(vec![CLIENT_OVERLAY]);
@@ -208,9 +206,7 @@ fn heartbeats_keep_a_client_up_when_openvpn_pings_are_lost() {
     }
     let mut lab = Lab::new("mwf-beat");
     let pair = Pair::new(&mut lab, "mwf-beat", CONTROLLER, CLIENT);
-    pair.start_server(&mut lab, CONTROLLER);
-    let (_, client_log) = pair.start_client(&mut lab);
-    wait_until("the client to connect", START_TIMEOUT, || pair::log_has(&client_log, READY).then_some(()));
+    let client_log = pair.start_connected(&mut lab, CONTROLLER);
     let restart = Duration::from_secs(u64::from(CLIENT_KEEPALIVE.1));
 
     // Without heartbeats, an idle client hears only OpenVPN's pings: drop them and it restarts.

@@ -686,11 +686,12 @@ impl Agent {
         let (peers, believed) =
             mesh::assess(&targets.peers, &heard, &loaded.desired.checksum, &loaded.ca, Instant::now());
         self.note_disagreements(&peers);
-        if let Some(heartbeat) = &self.heartbeat {
-            heartbeat.hold(routes::held_here(&located, &believed));
-        }
         let tunnels = routes::tunnels_up(nl).await?;
-        let wanted = routes::wanted(&table, &located, &believed, &tunnels);
+        let claims = routes::claims(&located, &believed);
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.hold(routes::held_here(&claims));
+        }
+        let wanted = routes::wanted(&table, &claims, &believed, &tunnels);
         let (added, removed) = routes::sync(nl, &wanted).await?;
         if added + removed > 0 {
             eprintln!("meshwork agent: routes: {added} added, {removed} removed");
@@ -749,6 +750,20 @@ impl Agent {
 mod tests {
     use super::*;
 
+    /// An agent of `host` following `file`, with no API and the default exchange.
+    fn config(file: PathBuf, host: HostId, state_dir: PathBuf) -> AgentConfig {
+        AgentConfig {
+            file,
+            host,
+            state_dir,
+            resync: Duration::from_secs(30),
+            listen: None,
+            read_token: None,
+            join_token: None,
+            mesh_exchange: mesh::exchange::Exchange::Stream,
+        }
+    }
+
     /// Regression: a file read while an editor was still writing it (truncated, then written)
     /// was refused, and the agent remembered the finished file's stamp, so it never read the
     /// finished file (a node agent in the gate kept its old topology after an edit).
@@ -760,16 +775,7 @@ mod tests {
         let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/two-pdc.kdl")).unwrap();
         let file = dir.join("two-pdc.kdl");
         std::fs::write(&file, &example).unwrap();
-        let cfg = AgentConfig {
-            file: file.clone(),
-            host: HostId::node("cn-2"),
-            state_dir: dir.join("state"),
-            resync: Duration::from_secs(30),
-            listen: None,
-            read_token: None,
-            join_token: None,
-            mesh_exchange: mesh::exchange::Exchange::Stream,
-        };
+        let cfg = config(file.clone(), HostId::node("cn-2"), dir.join("state"));
         let analysis =
             meshwork_compiler::analyze(meshwork_compiler::source::SourceFile::new("two-pdc.kdl", example.as_str()));
         let net = analysis.network.expect("the example is valid");
@@ -809,16 +815,7 @@ mod tests {
         for (name, bytes) in cases {
             let file = dir.join(name);
             std::fs::write(&file, bytes).unwrap();
-            let cfg = AgentConfig {
-                file,
-                host: HostId::controller("east"),
-                state_dir: dir.join("state"),
-                resync: Duration::from_secs(30),
-                listen: None,
-                read_token: None,
-                join_token: None,
-                mesh_exchange: mesh::exchange::Exchange::Stream,
-            };
+            let cfg = config(file, HostId::controller("east"), dir.join("state"));
             match load(&cfg) {
                 Ok(_) => panic!("{name} loaded"),
                 Err(e) => assert!(e.contains("keeping the last good topology"), "{name}: {e}"),

@@ -60,16 +60,17 @@ fn via_engine(client: Ipv4Addr, engine: Ipv4Addr) -> RouteInfo {
 
 /// Who holds a client: this controller (on a unit) or a peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Holder<'a> {
+pub enum Holder<'a> {
     Here(&'a str),
     Peer(&'a str),
 }
 
-/// The routes this controller should have, by destination. `tunnels` are the peer tunnel
-/// devices that are up; routes through others are left out until they come up.
+/// The routes this controller should have, by destination, with `claims` the winning claim on
+/// every client ([`claims`]). `tunnels` are the peer tunnel devices that are up; routes through
+/// others are left out until they come up.
 pub fn wanted(
     table: &RouteTable,
-    local: &BTreeMap<String, Location>,
+    claims: &Claims,
     believed: &BTreeMap<String, Announcement>,
     tunnels: &BTreeSet<String>,
 ) -> BTreeMap<Ipv4Net, RouteInfo> {
@@ -94,7 +95,6 @@ pub fn wanted(
         }
     }
 
-    let claims = claims(local, believed);
     let engines: BTreeMap<u32, Ipv4Addr> =
         table.local.plugin.iter().flat_map(|p| p.engines.iter().map(|e| (e.index, e.plugin_ip))).collect();
     for (address, holder) in claims.values().map(|(_, a, h)| (*a, h)) {
@@ -114,13 +114,12 @@ pub fn wanted(
     out
 }
 
-/// The winning claim on every client, by name: (connected since, address, holder). The newest
-/// claim wins; on a tie this controller's own claim wins, then peers in name order (the map's
-/// order), so every pass decides the same way.
-fn claims<'a>(
-    local: &'a BTreeMap<String, Location>,
-    believed: &'a BTreeMap<String, Announcement>,
-) -> BTreeMap<&'a str, (u64, Ipv4Addr, Holder<'a>)> {
+/// The winning claim on every client, by name: (connected since, address, holder).
+pub type Claims<'a> = BTreeMap<&'a str, (u64, Ipv4Addr, Holder<'a>)>;
+
+/// Weighs every claim on every client: the newest wins; on a tie this controller's own claim
+/// wins, then peers in name order (the map's order), so every pass decides the same way.
+pub fn claims<'a>(local: &'a BTreeMap<String, Location>, believed: &'a BTreeMap<String, Announcement>) -> Claims<'a> {
     let mut claims: BTreeMap<&str, (u64, Ipv4Addr, Holder)> = BTreeMap::new();
     for (name, loc) in local {
         let Some(address) = loc.address else { continue };
@@ -139,12 +138,8 @@ fn claims<'a>(
 
 /// The addresses of the clients this controller holds by the winning claim: not one that has
 /// moved to a peer while the unit here still lists its old connection.
-pub fn held_here(local: &BTreeMap<String, Location>, believed: &BTreeMap<String, Announcement>) -> Vec<Ipv4Addr> {
-    claims(local, believed)
-        .into_values()
-        .filter(|(_, _, holder)| matches!(holder, Holder::Here(_)))
-        .map(|(_, address, _)| address)
-        .collect()
+pub fn held_here(claims: &Claims) -> Vec<Ipv4Addr> {
+    claims.values().filter(|(_, _, holder)| matches!(holder, Holder::Here(_))).map(|(_, address, _)| *address).collect()
 }
 
 /// The peer tunnel devices that exist and are up.
@@ -233,7 +228,7 @@ client "z"
             ("b".to_string(), announced("b", &["10.2.0.0/16"], &[("y", "100.127.0.2", 50)])),
             ("c".to_string(), announced("c", &[], &[("z", "100.127.0.3", 200)])),
         ]);
-        let routes = wanted(&t, &local, &believed, &tunnels);
+        let routes = wanted(&t, &claims(&local, &believed), &believed, &tunnels);
         let show: Vec<String> = routes.values().map(ToString::to_string).collect();
         assert_eq!(
             show,
@@ -260,7 +255,7 @@ client "z"
             ("b".to_string(), announced("b", &[], &[("y", "100.127.0.2", 50)])),
             ("c".to_string(), announced("c", &[], &[("z", "100.127.0.3", 200)])),
         ]);
-        assert_eq!(held_here(&local, &believed), [ip("100.127.0.1"), ip("100.127.0.2")]);
+        assert_eq!(held_here(&claims(&local, &believed)), [ip("100.127.0.1"), ip("100.127.0.2")]);
     }
 
     #[test]
@@ -269,7 +264,7 @@ client "z"
         let believed =
             BTreeMap::from([("b".to_string(), announced("b", &["10.2.0.0/16"], &[("y", "100.127.0.2", 50)]))]);
         let local = BTreeMap::from([("x".to_string(), here("engine-1", "100.127.0.1", 1))]);
-        let routes = wanted(&t, &local, &believed, &BTreeSet::new());
+        let routes = wanted(&t, &claims(&local, &believed), &believed, &BTreeSet::new());
         let show: Vec<String> = routes.values().map(ToString::to_string).collect();
         assert_eq!(show, ["100.127.0.1/32 via 198.51.100.2 dev plugin0 table 254 proto 78"]);
     }

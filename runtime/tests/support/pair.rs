@@ -85,6 +85,15 @@ impl Pair {
         (i, log)
     }
 
+    /// Starts the server (named `name`) and the client, and waits until the client is connected;
+    /// returns the client's log.
+    pub fn start_connected(&self, lab: &mut Lab, name: &str) -> PathBuf {
+        self.start_server(lab, name);
+        let (_, client_log) = self.start_client(lab);
+        wait_until("the client to connect", START_TIMEOUT, || log_has(&client_log, READY).then_some(()));
+        client_log
+    }
+
     /// Starts the client with its pack; does not wait.
     pub fn start_client(&self, lab: &mut Lab) -> (usize, PathBuf) {
         let dir = lab.dir.clone();
